@@ -1,0 +1,196 @@
+//! The typed Workload Identity configuration, parsed from ConfigMap data.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use super::keys::{self, REQUIRED};
+use super::problem::{ConfigProblem, ConfigWarning};
+use super::rules;
+
+/// A valid Workload Identity configuration, ready to inject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadIdentityConfig {
+    /// `<project>.<dataset>` for temporary tables.
+    pub workflows_temp: String,
+    /// Project charged for BigQuery.
+    pub billing_project: String,
+    /// Google service account email (also the ServiceAccount annotation).
+    pub service_account_email: String,
+    /// CARTO user owning the connection.
+    pub connection_owner_id: String,
+    /// Project hosting the GKE cluster, when given.
+    pub gke_cluster_project: Option<String>,
+    /// Extra `WORKSPACE_*` keys passed through as env vars, sorted by name.
+    pub extra: Vec<(String, String)>,
+    /// 12 hex chars of a SHA-256 over the sorted data: the config fingerprint.
+    pub hash: String,
+    /// Non-fatal remarks about this configuration.
+    pub warnings: Vec<ConfigWarning>,
+    env: Vec<(String, String)>,
+}
+
+impl WorkloadIdentityConfig {
+    /// Parse and check ConfigMap `data`; every problem is reported at once.
+    pub fn from_data(data: &BTreeMap<String, String>) -> Result<Self, Vec<ConfigProblem>> {
+        let mut problems = Vec::new();
+        let mut extra = Vec::new();
+        for (key, value) in data {
+            if keys::KNOWN.contains(&key.as_str()) {
+                if let Some(rule) = rules::check(key, value) {
+                    problems.push(ConfigProblem::Invalid {
+                        key: key.clone(),
+                        value: value.clone(),
+                        rule,
+                        example: keys::example(key),
+                    });
+                }
+            } else if key.starts_with(keys::PASS_THROUGH_PREFIX)
+                && !key.starts_with(keys::RESERVED_PREFIX)
+            {
+                extra.push((key.clone(), value.clone()));
+            } else {
+                problems.push(ConfigProblem::UnknownKey {
+                    key: key.clone(),
+                    suggestion: suggest(key),
+                });
+            }
+        }
+        for key in REQUIRED {
+            if !data.contains_key(key) {
+                problems.push(ConfigProblem::Missing {
+                    key,
+                    example: keys::example(key),
+                });
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let get = |k: &str| data[k].clone();
+        let mut warnings = Vec::new();
+        let owner = get(keys::CONNECTION_OWNER_ID);
+        if !rules::is_provider_qualified(&owner) {
+            warnings.push(ConfigWarning::OwnerIdFormat {
+                key: keys::CONNECTION_OWNER_ID,
+                value: owner.clone(),
+            });
+        }
+        let gke_cluster_project = data.get(keys::GKE_CLUSTER_PROJECT).cloned();
+        if gke_cluster_project.is_none() {
+            warnings.push(ConfigWarning::ClusterProjectAssumed(get(keys::BILLING_PROJECT)));
+        }
+        let mut env: Vec<(String, String)> = REQUIRED.iter().map(|k| (k.to_string(), get(k))).collect();
+        env.extend(extra.iter().cloned());
+        Ok(Self {
+            workflows_temp: get(keys::WORKFLOWS_TEMP),
+            billing_project: get(keys::BILLING_PROJECT),
+            service_account_email: get(keys::SERVICE_ACCOUNT_EMAIL),
+            connection_owner_id: owner,
+            gke_cluster_project,
+            extra,
+            hash: fingerprint(data),
+            warnings,
+            env,
+        })
+    }
+
+    /// The env vars to inject, in order: the four required ones, then the extras by name.
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
+    /// The value this config gives env var `name`, if it manages it.
+    pub fn env_value(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The project whose Workload Identity pool (`<project>.svc.id.goog`) the cluster uses.
+    pub fn cluster_project(&self) -> &str {
+        self.gke_cluster_project
+            .as_deref()
+            .unwrap_or(&self.billing_project)
+    }
+
+    /// The `gcloud` command that grants the Kubernetes ServiceAccount `namespace/sa` the right to act
+    /// as the Google service account.
+    pub fn iam_binding(&self, namespace: &str, service_account: &str) -> String {
+        format!(
+            "gcloud iam service-accounts add-iam-policy-binding {} --role roles/iam.workloadIdentityUser \
+             --member \"serviceAccount:{}.svc.id.goog[{namespace}/{service_account}]\"",
+            self.service_account_email,
+            self.cluster_project()
+        )
+    }
+}
+
+/// 12 hex chars of SHA-256 over the sorted `key`/`value` pairs (length-prefixed, so unambiguous).
+pub fn fingerprint(data: &BTreeMap<String, String>) -> String {
+    let mut h = Sha256::new();
+    for (k, v) in data {
+        h.update((k.len() as u64).to_be_bytes());
+        h.update(k.as_bytes());
+        h.update((v.len() as u64).to_be_bytes());
+        h.update(v.as_bytes());
+    }
+    let digest = h.finalize();
+    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The known key closest to a misspelt one, if any is close enough to be a plausible typo.
+pub fn suggest(key: &str) -> Option<String> {
+    let upper = key.to_ascii_uppercase().replace(['-', '.'], "_");
+    let best = keys::KNOWN
+        .iter()
+        .map(|k| (strsim::levenshtein(&upper, k), *k))
+        .min()
+        .filter(|(d, k)| *d <= (k.len() / 4).max(2));
+    match best {
+        Some((_, k)) => Some(k.to_string()),
+        // Not a typo of a known key; a lower-case pass-through key is still recognisable.
+        None if upper.starts_with(keys::PASS_THROUGH_PREFIX)
+            && !upper.starts_with(keys::RESERVED_PREFIX)
+            && upper != key =>
+        {
+            Some(upper)
+        }
+        None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(
+            suggest("WORKSPACE_WORKLOAD_IDENTITY_BILLING_PROJCT").as_deref(),
+            Some(keys::BILLING_PROJECT)
+        );
+        assert_eq!(
+            suggest("workspace_workload_identity_billing_project").as_deref(),
+            Some(keys::BILLING_PROJECT)
+        );
+        assert_eq!(suggest("GKE_CLUSTER_PROJET").as_deref(), Some(keys::GKE_CLUSTER_PROJECT));
+        assert_eq!(
+            suggest("workspace_sync_data_enabled").as_deref(),
+            Some("WORKSPACE_SYNC_DATA_ENABLED")
+        );
+        assert_eq!(suggest("FOO"), None);
+    }
+
+    #[test]
+    fn fingerprint_is_12_hex_and_order_free() {
+        let a: BTreeMap<String, String> =
+            [("A".into(), "1".into()), ("B".into(), "2".into())].into();
+        let h = fingerprint(&a);
+        assert_eq!(h.len(), 12);
+        assert!(h.bytes().all(|c| c.is_ascii_hexdigit()));
+        let b: BTreeMap<String, String> = [("A".into(), "12".into())].into();
+        assert_ne!(h, fingerprint(&b));
+    }
+}

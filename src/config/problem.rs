@@ -1,0 +1,118 @@
+//! Typed configuration problems and warnings.
+
+use std::fmt;
+
+/// A rule a configuration value breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// GCP project id: 6–30 chars, `[a-z][a-z0-9-]*[a-z0-9]` (optionally `domain:` scoped).
+    ProjectId,
+    /// `<project>.<dataset>` with dataset `[A-Za-z0-9_]{1,1024}`.
+    DatasetRef,
+    /// `<account>@<project>.iam.gserviceaccount.com`.
+    ServiceAccountEmail,
+    /// Non-empty, no whitespace, at most 255 characters.
+    OwnerId,
+    /// No leading or trailing whitespace (values are never trimmed).
+    NoSurroundingWhitespace,
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Rule::ProjectId => {
+                "must be a GCP project id: 6-30 chars of lowercase letters, digits and hyphens, \
+                 starting with a letter and not ending with a hyphen (optionally domain-scoped, example.com:my-project)"
+            }
+            Rule::DatasetRef => {
+                "must be <project>.<dataset>: a GCP project id, a dot, and a dataset of 1-1024 letters, digits or underscores"
+            }
+            Rule::ServiceAccountEmail => {
+                "must be <account>@<project>.iam.gserviceaccount.com with an account of 6-30 chars like a project id"
+            }
+            Rule::OwnerId => "must be non-empty, contain no whitespace and be at most 255 characters",
+            Rule::NoSurroundingWhitespace => {
+                "has leading or trailing whitespace (values are never trimmed; remove it)"
+            }
+        })
+    }
+}
+
+/// One problem with a configuration; all problems are collected at once.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigProblem {
+    /// A required key is absent.
+    #[error("{key}: required key is missing (example: {key}: \"{example}\")")]
+    Missing {
+        /// The missing key.
+        key: &'static str,
+        /// A valid example value.
+        example: &'static str,
+    },
+    /// A value breaks a rule.
+    #[error("{key}: {value:?} {rule} (example: \"{example}\")")]
+    Invalid {
+        /// The key at fault.
+        key: String,
+        /// The value as given.
+        value: String,
+        /// The rule broken.
+        rule: Rule,
+        /// A valid example value.
+        example: &'static str,
+    },
+    /// A key the webhook does not know.
+    #[error("{key}: unknown key{}", suggestion_text(.suggestion))]
+    UnknownKey {
+        /// The key as given.
+        key: String,
+        /// The closest known key, when one is close.
+        suggestion: Option<String>,
+    },
+    /// `binaryData` is not read by the webhook.
+    #[error("binaryData.{key}: binary values are not supported; put the value under data")]
+    BinaryData {
+        /// The binary key.
+        key: String,
+    },
+    /// A data value that is not a string (YAML `true` or `123` unquoted).
+    #[error("{key}: value must be a string; quote it (example: {key}: \"true\")")]
+    NotAString {
+        /// The key at fault.
+        key: String,
+    },
+    /// The document is not a ConfigMap at all.
+    #[error("{0}")]
+    Malformed(String),
+}
+
+fn suggestion_text(s: &Option<String>) -> String {
+    match s {
+        Some(s) => format!("; did you mean {s}?"),
+        None => format!(
+            "; allowed keys are {}, {}, or any other WORKSPACE_* key to pass through as an env var",
+            super::keys::REQUIRED.join(", "),
+            super::keys::GKE_CLUSTER_PROJECT
+        ),
+    }
+}
+
+/// Something worth saying about a valid configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigWarning {
+    /// The owner id does not look like `<provider>|<id>`.
+    #[error(
+        "{key}: {value:?} does not look like <provider>|<id> (e.g. auth0|3idsj230990sj4wsddd10)"
+    )]
+    OwnerIdFormat {
+        /// The key.
+        key: &'static str,
+        /// The value.
+        value: String,
+    },
+    /// `GKE_CLUSTER_PROJECT` is absent; the billing project is assumed for the IAM member.
+    #[error(
+        "GKE_CLUSTER_PROJECT not set: assuming the billing project {0:?} hosts the cluster for the IAM member"
+    )]
+    ClusterProjectAssumed(String),
+}

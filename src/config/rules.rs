@@ -1,0 +1,153 @@
+//! Pure value validators, one per rule of the product contract.
+
+use super::problem::Rule;
+
+/// Is `s` a GCP project id (6–30 chars, `[a-z][a-z0-9-]*[a-z0-9]`), optionally domain-scoped
+/// (`example.com:my-project`)?
+pub fn is_project_id(s: &str) -> bool {
+    match s.split_once(':') {
+        Some((domain, project)) => is_domain(domain) && is_plain_project_id(project),
+        None => is_plain_project_id(s),
+    }
+}
+
+/// A project id without a domain scope.
+pub fn is_plain_project_id(s: &str) -> bool {
+    let b = s.as_bytes();
+    (6..=30).contains(&b.len())
+        && b[0].is_ascii_lowercase()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[b.len() - 1] != b'-'
+}
+
+fn is_domain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            let b = label.as_bytes();
+            !b.is_empty()
+                && b.len() <= 63
+                && b.iter()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+                && b[0] != b'-'
+                && b[b.len() - 1] != b'-'
+        })
+        && s.contains('.')
+}
+
+/// Is `s` a BigQuery dataset reference `<project>.<dataset>`?
+pub fn is_dataset_ref(s: &str) -> bool {
+    match s.rsplit_once('.') {
+        Some((project, dataset)) => {
+            is_project_id(project)
+                && (1..=1024).contains(&dataset.len())
+                && dataset
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'_')
+        }
+        None => false,
+    }
+}
+
+/// Is `s` a Google service account email `<account>@<project>.iam.gserviceaccount.com`?
+pub fn is_service_account_email(s: &str) -> bool {
+    match s.split_once('@') {
+        Some((account, domain)) => {
+            is_plain_project_id(account)
+                && domain
+                    .strip_suffix(".iam.gserviceaccount.com")
+                    .is_some_and(is_plain_project_id)
+        }
+        None => false,
+    }
+}
+
+/// Is `s` an acceptable connection owner id (non-empty, no whitespace, ≤255 chars)?
+pub fn is_owner_id(s: &str) -> bool {
+    !s.is_empty() && s.chars().count() <= 255 && !s.chars().any(char::is_whitespace)
+}
+
+/// Does the owner id have the usual `<provider>|<id>` shape?
+pub fn is_provider_qualified(s: &str) -> bool {
+    matches!(s.split_once('|'), Some((p, id)) if !p.is_empty() && !id.is_empty() && !id.contains('|'))
+}
+
+/// The rule a value for `key` breaks, if any. Keys without rules (pass-through) never fail.
+pub fn check(key: &str, value: &str) -> Option<Rule> {
+    use super::keys::*;
+    let ok = match key {
+        WORKFLOWS_TEMP => is_dataset_ref(value),
+        BILLING_PROJECT | GKE_CLUSTER_PROJECT => is_project_id(value),
+        SERVICE_ACCOUNT_EMAIL => is_service_account_email(value),
+        CONNECTION_OWNER_ID => is_owner_id(value),
+        _ => return None,
+    };
+    if ok {
+        None
+    } else if value != value.trim() && !value.trim().is_empty() && check(key, value.trim()).is_none()
+    {
+        Some(Rule::NoSurroundingWhitespace)
+    } else {
+        Some(match key {
+            WORKFLOWS_TEMP => Rule::DatasetRef,
+            SERVICE_ACCOUNT_EMAIL => Rule::ServiceAccountEmail,
+            CONNECTION_OWNER_ID => Rule::OwnerId,
+            _ => Rule::ProjectId,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn project_ids() {
+        for ok in ["acme-gke-prod", "abcdef", "a23456789012345678901234567890", "example.com:my-project"] {
+            assert!(is_project_id(ok), "{ok}");
+        }
+        for bad in ["abcde", "Acme-prod", "1acme-prod", "acme-prod-", "acme_prod", "a234567890123456789012345678901", ":acme-prod", "example:acme-prod", " acme-prod", ""] {
+            assert!(!is_project_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dataset_refs() {
+        assert!(is_dataset_ref("acme-analytics.carto_workflows_temp"));
+        assert!(is_dataset_ref("example.com:acme-analytics.Temp_1"));
+        assert!(!is_dataset_ref("acme-analytics"));
+        assert!(!is_dataset_ref("acme-analytics."));
+        assert!(!is_dataset_ref("acme-analytics.bad-dataset"));
+        assert!(!is_dataset_ref(&format!("acme-analytics.{}", "a".repeat(1025))));
+        assert!(is_dataset_ref(&format!("acme-analytics.{}", "a".repeat(1024))));
+    }
+
+    #[test]
+    fn emails() {
+        assert!(is_service_account_email("carto-wi@acme-analytics.iam.gserviceaccount.com"));
+        assert!(!is_service_account_email("carto-wi@acme-analytics.iam.gserviceaccount"));
+        assert!(!is_service_account_email("cw@acme-analytics.iam.gserviceaccount.com"));
+        assert!(!is_service_account_email("carto-wi.acme-analytics.iam.gserviceaccount.com"));
+        assert!(!is_service_account_email("carto-wi@@acme-analytics.iam.gserviceaccount.com"));
+    }
+
+    #[test]
+    fn owner_ids() {
+        assert!(is_owner_id("auth0|3idsj230990sj4wsddd10"));
+        assert!(!is_owner_id(""));
+        assert!(!is_owner_id("auth0| x"));
+        assert!(!is_owner_id(&"x".repeat(256)));
+        assert!(is_provider_qualified("auth0|abc"));
+        assert!(!is_provider_qualified("abc"));
+        assert!(!is_provider_qualified("|abc"));
+    }
+
+    #[test]
+    fn whitespace_is_named_when_trimming_would_fix_it() {
+        use super::super::keys::BILLING_PROJECT;
+        assert_eq!(check(BILLING_PROJECT, " acme-gke-prod"), Some(Rule::NoSurroundingWhitespace));
+        assert_eq!(check(BILLING_PROJECT, "acme gke"), Some(Rule::ProjectId));
+        assert_eq!(check(BILLING_PROJECT, "acme-gke-prod"), None);
+    }
+}
