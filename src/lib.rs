@@ -11,5 +11,9 @@
 #![warn(missing_docs)]
 
 pub mod admission;
+pub mod cli;
 pub mod config;
+pub mod offline;
+pub mod server;
 pub mod settings;
+pub mod yaml;

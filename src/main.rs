@@ -1,1 +1,118 @@
-fn main() {}
+//! The `carto-wi-webhook` binary: parse flags, install the TLS crypto provider, dispatch.
+
+#![forbid(unsafe_code)]
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use carto_wi_webhook::cli::{CheckArgs, Cli, Command, ReviewArgs};
+use carto_wi_webhook::config::ConfigEntry;
+use carto_wi_webhook::offline;
+
+fn main() -> ExitCode {
+    // One crypto provider for every rustls user in the process, chosen explicitly.
+    if rustls::crypto::ring::default_provider()
+        .install_default()
+        .is_err()
+    {
+        eprintln!("error: a rustls crypto provider was already installed");
+        return ExitCode::from(2);
+    }
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(args) => check(&args),
+        Command::Review(args) => review(&args),
+        Command::Serve(args) => carto_wi_webhook::server::run(*args).map(|()| ExitCode::SUCCESS),
+        Command::Certs(args) => {
+            carto_wi_webhook::server::certs::run(&args).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Version => {
+            println!("carto-wi-webhook {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Read a file, or standard input for `-`.
+fn read_input(path: &Path, flag: &str) -> Result<String> {
+    if path == Path::new("-") {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .with_context(|| format!("{flag}: cannot read standard input"))?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(path)
+            .with_context(|| format!("{flag}: cannot read {}", path.display()))
+    }
+}
+
+fn check(args: &CheckArgs) -> Result<ExitCode> {
+    let report = match (&args.file, &args.env_file) {
+        (Some(f), _) => offline::check_config_map(
+            &read_input(f, "--filename")?,
+            args.namespace.as_deref(),
+            &args.service_account,
+        ),
+        (None, Some(f)) => offline::check_env_file(
+            &read_input(f, "--env-file")?,
+            args.namespace.as_deref(),
+            &args.service_account,
+        ),
+        (None, None) => anyhow::bail!("--filename or --env-file is required"),
+    };
+    print!("{}", report.text);
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn review(args: &ReviewArgs) -> Result<ExitCode> {
+    let settings = args.policy.settings();
+    let config_text = read_input(&args.config, "--config")?;
+    let loaded = offline::load_config_map(&config_text, &settings.config_map)
+        .map_err(|e| anyhow::anyhow!("--config {}: {e}", args.config.display()))?;
+    if let Err(problems) = &loaded.config {
+        let list: Vec<String> = problems.iter().map(|p| format!("- {p}")).collect();
+        anyhow::bail!(
+            "--config {}: the ConfigMap is invalid ({} problems):\n{}",
+            args.config.display(),
+            problems.len(),
+            list.join("\n")
+        );
+    }
+    let input = read_input(&args.file, "--filename")?;
+    let report = offline::review_stream(
+        &input,
+        ConfigEntry::from_result(loaded.config),
+        &settings,
+        &args.namespace,
+        args.output,
+    );
+    std::io::stdout().write_all(report.stdout.as_bytes())?;
+    std::io::stderr().write_all(report.stderr.as_bytes())?;
+    eprintln!(
+        "reviewed: {} patched, {} denied, {} unreadable",
+        report.patched, report.denied, report.errors
+    );
+    Ok(if report.errors > 0 {
+        ExitCode::from(2)
+    } else if report.denied > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

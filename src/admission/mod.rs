@@ -8,6 +8,7 @@ use json_patch::Patch;
 
 mod mutate;
 pub mod patch;
+pub mod request;
 pub mod target;
 mod validate;
 mod violation;

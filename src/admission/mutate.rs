@@ -4,7 +4,7 @@ use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, Operation};
 use serde_json::{Map, Value, json};
 
-use super::patch::{PatchBuilder, pointer};
+use super::patch::{Lookup, PatchBuilder, pointer};
 use super::target::{self, ContainerRef, Kind};
 use super::{Decision, warnings};
 use crate::config::{ConfigSnapshot, Resolved, WorkloadIdentityConfig};
@@ -73,7 +73,7 @@ fn mutate_service_account(
     let lookup = |k: &str| annotations.and_then(|a| a.get(k)).map(|v| Some(v.clone()));
     let replaced = patch.set_string_map(
         &["metadata", "annotations"],
-        annotations.map(|_| &lookup as &dyn Fn(&str) -> Option<Option<String>>),
+        annotations.map(|_| &lookup as Lookup<'_>),
         &[
             (GCP_SA_ANNOTATION, &config.service_account_email),
             (CONFIG_HASH_ANNOTATION, &config.hash),
@@ -129,7 +129,7 @@ fn stamp_hash(data: &Value, config: &WorkloadIdentityConfig, patch: &mut PatchBu
     };
     patch.set_string_map(
         &["spec", "template", "metadata", "annotations"],
-        annotations.map(|_| &lookup as &dyn Fn(&str) -> Option<Option<String>>),
+        annotations.map(|_| &lookup as Lookup<'_>),
         &[(CONFIG_HASH_ANNOTATION, &config.hash)],
     );
 }

@@ -4,6 +4,10 @@ use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
 use serde_json::Value;
 
+/// Reads the present value of a key in a string map: `None` when absent, `Some(None)` when the
+/// value is not a string.
+pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<Option<String>>;
+
 /// Collects patch operations; paths are built from unescaped tokens (`/` → `~1`, `~` → `~0`).
 #[derive(Debug, Default)]
 pub struct PatchBuilder {
@@ -18,7 +22,8 @@ pub fn pointer<'a>(tokens: impl IntoIterator<Item = &'a str>) -> PointerBuf {
 impl PatchBuilder {
     /// `add` at `path`.
     pub fn add(&mut self, path: PointerBuf, value: Value) {
-        self.ops.push(PatchOperation::Add(AddOperation { path, value }));
+        self.ops
+            .push(PatchOperation::Add(AddOperation { path, value }));
     }
 
     /// `replace` at `path`.
@@ -34,7 +39,7 @@ impl PatchBuilder {
     pub fn set_string_map<'k>(
         &mut self,
         map_path: &[&str],
-        current: Option<&dyn Fn(&str) -> Option<Option<String>>>,
+        current: Option<Lookup<'_>>,
         entries: &[(&'k str, &str)],
     ) -> Vec<(&'k str, Option<String>)> {
         let Some(current) = current else {
@@ -77,7 +82,12 @@ mod tests {
 
     #[test]
     fn escapes_slash_and_tilde() {
-        let p = pointer(["metadata", "annotations", "iam.gke.io/gcp-service-account", "a~b"]);
+        let p = pointer([
+            "metadata",
+            "annotations",
+            "iam.gke.io/gcp-service-account",
+            "a~b",
+        ]);
         assert_eq!(
             p.as_str(),
             "/metadata/annotations/iam.gke.io~1gcp-service-account/a~0b"

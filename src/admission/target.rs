@@ -50,7 +50,10 @@ impl Kind {
 }
 
 /// The namespace a request is about: the request's, else the object's, else empty.
-pub fn namespace_of<'a>(req: &'a AdmissionRequest<DynamicObject>, obj: &'a DynamicObject) -> &'a str {
+pub fn namespace_of<'a>(
+    req: &'a AdmissionRequest<DynamicObject>,
+    obj: &'a DynamicObject,
+) -> &'a str {
     req.namespace
         .as_deref()
         .filter(|n| !n.is_empty())
@@ -81,7 +84,10 @@ pub fn pod_spec(data: &Value) -> Option<&Map<String, Value>> {
 
 /// The pod template's metadata (absent or null → `None`).
 pub fn template_meta(data: &Value) -> Option<&Map<String, Value>> {
-    data.get("spec")?.get("template")?.get("metadata")?.as_object()
+    data.get("spec")?
+        .get("template")?
+        .get("metadata")?
+        .as_object()
 }
 
 /// The ServiceAccount a pod template runs as (`serviceAccountName`, else the deprecated
@@ -98,7 +104,8 @@ pub fn is_target_deployment(name: &str, data: &Value, settings: &Settings) -> bo
     let runs_as_target = pod_spec(data)
         .and_then(pod_service_account)
         .is_some_and(|sa| sa == settings.service_account);
-    runs_as_target && (settings.deployments.is_empty() || settings.deployments.iter().any(|d| d == name))
+    runs_as_target
+        && (settings.deployments.is_empty() || settings.deployments.iter().any(|d| d == name))
 }
 
 /// Container names listed in `skip-containers` on the Deployment or its pod template.

@@ -7,7 +7,9 @@ use serde_json::Value;
 use super::target::{self, Kind};
 use super::violation::{Denial, Found, Violation};
 use super::{Decision, warnings};
-use crate::config::{self, ConfigOrigin, ConfigSnapshot, Resolved, WorkloadIdentityConfig, keys, rules};
+use crate::config::{
+    self, ConfigOrigin, ConfigSnapshot, Resolved, WorkloadIdentityConfig, keys, rules,
+};
 use crate::settings::{Enforcement, GCP_SA_ANNOTATION, Settings};
 
 /// Decide whether one admission request may proceed. Pure: same inputs, same answer.

@@ -93,7 +93,9 @@ pub enum Violation {
         origin: ConfigOrigin,
     },
     /// No configuration resolves and `--require-config` is set.
-    #[error("no {config_map} ConfigMap in namespace {namespace:?} and no cluster default (--require-config)")]
+    #[error(
+        "no {config_map} ConfigMap in namespace {namespace:?} and no cluster default (--require-config)"
+    )]
     NoConfig {
         /// The ConfigMap name looked for.
         config_map: String,
@@ -101,7 +103,9 @@ pub enum Violation {
         namespace: String,
     },
     /// The configuration that resolves is invalid and `--require-config` is set.
-    #[error("the {config_map} ConfigMap for namespace {namespace:?} is invalid ({problems} problems; see it with `carto-wi-webhook check`)")]
+    #[error(
+        "the {config_map} ConfigMap for namespace {namespace:?} is invalid ({problems} problems; see it with `carto-wi-webhook check`)"
+    )]
     BrokenConfig {
         /// The ConfigMap name.
         config_map: String,

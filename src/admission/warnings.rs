@@ -10,7 +10,9 @@ pub fn finalize(mut warnings: Vec<String>) -> Vec<String> {
     if warnings.len() > MAX_WARNINGS {
         let extra = warnings.len() - (MAX_WARNINGS - 1);
         warnings.truncate(MAX_WARNINGS - 1);
-        warnings.push(format!("... and {extra} more warnings (see the webhook log)"));
+        warnings.push(format!(
+            "... and {extra} more warnings (see the webhook log)"
+        ));
     }
     for w in &mut warnings {
         // Warnings must be one printable line.

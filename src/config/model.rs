@@ -78,9 +78,12 @@ impl WorkloadIdentityConfig {
         }
         let gke_cluster_project = data.get(keys::GKE_CLUSTER_PROJECT).cloned();
         if gke_cluster_project.is_none() {
-            warnings.push(ConfigWarning::ClusterProjectAssumed(get(keys::BILLING_PROJECT)));
+            warnings.push(ConfigWarning::ClusterProjectAssumed(get(
+                keys::BILLING_PROJECT,
+            )));
         }
-        let mut env: Vec<(String, String)> = REQUIRED.iter().map(|k| (k.to_string(), get(k))).collect();
+        let mut env: Vec<(String, String)> =
+            REQUIRED.iter().map(|k| (k.to_string(), get(k))).collect();
         env.extend(extra.iter().cloned());
         Ok(Self {
             workflows_temp: get(keys::WORKFLOWS_TEMP),
@@ -175,7 +178,10 @@ mod tests {
             suggest("workspace_workload_identity_billing_project").as_deref(),
             Some(keys::BILLING_PROJECT)
         );
-        assert_eq!(suggest("GKE_CLUSTER_PROJET").as_deref(), Some(keys::GKE_CLUSTER_PROJECT));
+        assert_eq!(
+            suggest("GKE_CLUSTER_PROJET").as_deref(),
+            Some(keys::GKE_CLUSTER_PROJECT)
+        );
         assert_eq!(
             suggest("workspace_sync_data_enabled").as_deref(),
             Some("WORKSPACE_SYNC_DATA_ENABLED")

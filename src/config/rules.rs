@@ -85,7 +85,9 @@ pub fn check(key: &str, value: &str) -> Option<Rule> {
     };
     if ok {
         None
-    } else if value != value.trim() && !value.trim().is_empty() && check(key, value.trim()).is_none()
+    } else if value != value.trim()
+        && !value.trim().is_empty()
+        && check(key, value.trim()).is_none()
     {
         Some(Rule::NoSurroundingWhitespace)
     } else {
@@ -104,10 +106,26 @@ mod tests {
 
     #[test]
     fn project_ids() {
-        for ok in ["acme-gke-prod", "abcdef", "a23456789012345678901234567890", "example.com:my-project"] {
+        for ok in [
+            "acme-gke-prod",
+            "abcdef",
+            "a23456789012345678901234567890",
+            "example.com:my-project",
+        ] {
             assert!(is_project_id(ok), "{ok}");
         }
-        for bad in ["abcde", "Acme-prod", "1acme-prod", "acme-prod-", "acme_prod", "a234567890123456789012345678901", ":acme-prod", "example:acme-prod", " acme-prod", ""] {
+        for bad in [
+            "abcde",
+            "Acme-prod",
+            "1acme-prod",
+            "acme-prod-",
+            "acme_prod",
+            "a234567890123456789012345678901",
+            ":acme-prod",
+            "example:acme-prod",
+            " acme-prod",
+            "",
+        ] {
             assert!(!is_project_id(bad), "{bad}");
         }
     }
@@ -119,17 +137,33 @@ mod tests {
         assert!(!is_dataset_ref("acme-analytics"));
         assert!(!is_dataset_ref("acme-analytics."));
         assert!(!is_dataset_ref("acme-analytics.bad-dataset"));
-        assert!(!is_dataset_ref(&format!("acme-analytics.{}", "a".repeat(1025))));
-        assert!(is_dataset_ref(&format!("acme-analytics.{}", "a".repeat(1024))));
+        assert!(!is_dataset_ref(&format!(
+            "acme-analytics.{}",
+            "a".repeat(1025)
+        )));
+        assert!(is_dataset_ref(&format!(
+            "acme-analytics.{}",
+            "a".repeat(1024)
+        )));
     }
 
     #[test]
     fn emails() {
-        assert!(is_service_account_email("carto-wi@acme-analytics.iam.gserviceaccount.com"));
-        assert!(!is_service_account_email("carto-wi@acme-analytics.iam.gserviceaccount"));
-        assert!(!is_service_account_email("cw@acme-analytics.iam.gserviceaccount.com"));
-        assert!(!is_service_account_email("carto-wi.acme-analytics.iam.gserviceaccount.com"));
-        assert!(!is_service_account_email("carto-wi@@acme-analytics.iam.gserviceaccount.com"));
+        assert!(is_service_account_email(
+            "carto-wi@acme-analytics.iam.gserviceaccount.com"
+        ));
+        assert!(!is_service_account_email(
+            "carto-wi@acme-analytics.iam.gserviceaccount"
+        ));
+        assert!(!is_service_account_email(
+            "cw@acme-analytics.iam.gserviceaccount.com"
+        ));
+        assert!(!is_service_account_email(
+            "carto-wi.acme-analytics.iam.gserviceaccount.com"
+        ));
+        assert!(!is_service_account_email(
+            "carto-wi@@acme-analytics.iam.gserviceaccount.com"
+        ));
     }
 
     #[test]
@@ -146,7 +180,10 @@ mod tests {
     #[test]
     fn whitespace_is_named_when_trimming_would_fix_it() {
         use super::super::keys::BILLING_PROJECT;
-        assert_eq!(check(BILLING_PROJECT, " acme-gke-prod"), Some(Rule::NoSurroundingWhitespace));
+        assert_eq!(
+            check(BILLING_PROJECT, " acme-gke-prod"),
+            Some(Rule::NoSurroundingWhitespace)
+        );
         assert_eq!(check(BILLING_PROJECT, "acme gke"), Some(Rule::ProjectId));
         assert_eq!(check(BILLING_PROJECT, "acme-gke-prod"), None);
     }

@@ -40,7 +40,10 @@ pub fn config_map_data(obj: &Value) -> Result<BTreeMap<String, String>, Vec<Conf
         )),
     }
     if let Some(Value::Object(b)) = map.get("binaryData") {
-        problems.extend(b.keys().map(|k| ConfigProblem::BinaryData { key: k.clone() }));
+        problems.extend(
+            b.keys()
+                .map(|k| ConfigProblem::BinaryData { key: k.clone() }),
+        );
     }
     if problems.is_empty() {
         Ok(data)
@@ -130,8 +133,10 @@ mod tests {
 
     #[test]
     fn shape_problems() {
-        let e = config_map_data(&json!({"kind":"ConfigMap","data":{"A":true},"binaryData":{"B":"eA=="}}))
-            .unwrap_err();
+        let e = config_map_data(
+            &json!({"kind":"ConfigMap","data":{"A":true},"binaryData":{"B":"eA=="}}),
+        )
+        .unwrap_err();
         assert_eq!(
             e,
             vec![
@@ -140,6 +145,10 @@ mod tests {
             ]
         );
         assert!(config_map_data(&json!({"kind":"Secret"})).is_err());
-        assert!(config_map_data(&json!({"kind":"ConfigMap","data":null})).unwrap().is_empty());
+        assert!(
+            config_map_data(&json!({"kind":"ConfigMap","data":null}))
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -1,0 +1,90 @@
+//! Command-line interface: every flag is also settable through an environment variable.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+mod policy;
+
+pub use policy::{PolicyArgs, dns_name};
+
+/// Kubernetes admission webhook that wires CARTO self-hosted to BigQuery through GKE Workload
+/// Identity.
+#[derive(Parser, Debug)]
+#[command(name = "carto-wi-webhook", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the HTTPS admission server (standalone with --config, otherwise against a cluster).
+    Serve(Box<crate::server::ServeArgs>),
+    /// Check a Workload Identity ConfigMap (or env file) offline and print the IAM binding.
+    Check(CheckArgs),
+    /// Run every object of a YAML stream through mutation and validation offline.
+    Review(ReviewArgs),
+    /// Write a CA and a serving certificate for the webhook Service; print the caBundle.
+    Certs(crate::server::certs::CertsArgs),
+    /// Print the version.
+    Version,
+}
+
+/// `check`: validate a configuration offline.
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// ConfigMap YAML to check ('-' for standard input).
+    #[arg(
+        short = 'f',
+        long = "filename",
+        env = "CARTO_WI_CHECK_FILE",
+        value_name = "FILE",
+        required_unless_present = "env_file",
+        conflicts_with = "env_file"
+    )]
+    pub file: Option<PathBuf>,
+
+    /// KEY=VALUE file to check instead of a ConfigMap.
+    #[arg(long, env = "CARTO_WI_CHECK_ENV_FILE", value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
+
+    /// Namespace CARTO runs in, for the IAM binding (default: the ConfigMap's namespace).
+    #[arg(short = 'n', long, env = "CARTO_WI_NAMESPACE", value_name = "NS", value_parser = dns_name)]
+    pub namespace: Option<String>,
+
+    /// ServiceAccount named in the IAM binding.
+    #[arg(long, env = "CARTO_WI_SERVICE_ACCOUNT", default_value = crate::settings::DEFAULT_SERVICE_ACCOUNT, value_name = "NAME", value_parser = dns_name)]
+    pub service_account: String,
+}
+
+/// `review`: run manifests through the webhook offline.
+#[derive(Args, Debug)]
+pub struct ReviewArgs {
+    /// Multi-document YAML to review ('-' for standard input), e.g. `helm template` output.
+    #[arg(
+        short = 'f',
+        long = "filename",
+        env = "CARTO_WI_REVIEW_FILE",
+        value_name = "FILE"
+    )]
+    pub file: PathBuf,
+
+    /// Workload Identity ConfigMap YAML: the default for every namespace.
+    #[arg(long, env = "CARTO_WI_CONFIG", value_name = "FILE")]
+    pub config: PathBuf,
+
+    /// Namespace for objects that name none.
+    #[arg(short = 'n', long, env = "CARTO_WI_NAMESPACE", default_value = "default", value_name = "NS", value_parser = dns_name)]
+    pub namespace: String,
+
+    /// What to print on standard output.
+    #[arg(short = 'o', long, env = "CARTO_WI_OUTPUT", default_value = "yaml")]
+    pub output: crate::offline::OutputFormat,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub policy: PolicyArgs,
+}
