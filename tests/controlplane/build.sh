@@ -4,12 +4,13 @@
 # tests/controlplane/{kube,etcd,helm}. No binary downloads: only the Go module
 # proxy is used.
 #
-# Output: $REPO/target/controlplane/<k8s-version>-<etcd-version>/bin/
+# Output: ${CARGO_TARGET_DIR:-$REPO/target}/controlplane/<k8s-version>-<etcd-version>/bin/
 #         {kube-apiserver,kubectl,etcd,helm}
 # The last line on stdout is that bin directory. Timings go to stderr.
 #
 # Idempotent: a binary is rebuilt only when it is missing or its module's
-# go.mod/go.sum changed since it was built (a stamp file records a hash).
+# go.mod/go.sum/*.go or build flags changed since it was built (a stamp file
+# in bin/ records a hash of them).
 #
 # Environment:
 #   CONTROLPLANE_SKIP_HELM=1  do not build helm
@@ -27,7 +28,7 @@ HELM_VERSION="$(modver helm helm.sh/helm/v3)"
 [[ -n "$K8S_VERSION" && -n "$ETCD_VERSION" && -n "$HELM_VERSION" ]] || {
   echo "build.sh: cannot read versions from $HERE/{kube,etcd,helm}/go.mod" >&2; exit 1; }
 
-OUT="$REPO/target/controlplane/${K8S_VERSION}-${ETCD_VERSION}"
+OUT="${CARGO_TARGET_DIR:-$REPO/target}/controlplane/${K8S_VERSION}-${ETCD_VERSION}"
 BIN="$OUT/bin"
 
 # ---- build flags (computed up front: they are part of each binary's stamp)
