@@ -1,0 +1,71 @@
+//! End-to-end tests against a real kube-apiserver and etcd (built from their Go modules by
+//! tests/controlplane/build.sh), with carto-wi-webhook served over real TLS.
+//!
+//! One control plane is shared; each scenario runs its own webhook process, its own webhook
+//! configurations and its own namespaces, so scenarios run in parallel. Everything is stopped
+//! when the run ends, pass or fail; logs stay under target/e2e/ for diagnosis.
+
+#[path = "e2e/cluster.rs"]
+mod cluster;
+#[path = "e2e/kube.rs"]
+mod kube;
+#[path = "e2e/pki.rs"]
+mod pki;
+#[path = "e2e/process.rs"]
+mod process;
+#[path = "e2e/scenarios.rs"]
+mod scenarios;
+#[path = "e2e/webhook.rs"]
+mod webhook;
+
+use std::sync::Arc;
+
+use libtest_mimic::{Arguments, Trial};
+
+type Scenario = fn(&cluster::ControlPlane);
+
+const SCENARIOS: &[(&str, Scenario)] = &[
+    ("plain_install_and_reapply", scenarios::plain_install_and_reapply),
+    ("dry_run_shows_mutation_and_stores_nothing", scenarios::dry_run_shows_mutation_and_stores_nothing),
+    ("invalid_configmap_refused_with_every_problem", scenarios::invalid_configmap_refused_with_every_problem),
+    ("partial_env_completed_refused_or_warned", scenarios::partial_env_completed_refused_or_warned),
+    ("opt_out_namespace_and_skipped_container", scenarios::opt_out_namespace_and_skipped_container),
+    ("webhook_down_failure_policy", scenarios::webhook_down_failure_policy),
+    ("certificate_rotation_under_load", scenarios::certificate_rotation_under_load),
+    ("updates_keep_injected_values", scenarios::updates_keep_injected_values),
+];
+
+fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let args = Arguments::from_args();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let run_dir = target.join("e2e").join(format!("run-{}", std::process::id()));
+    let wanted: Vec<&(&str, Scenario)> = SCENARIOS
+        .iter()
+        .filter(|(name, _)| args.filter.as_deref().is_none_or(|f| if args.exact { *name == f } else { name.contains(f) }))
+        .collect();
+    // Start the control plane only when a scenario will run (`--list` and filters stay cheap).
+    let cp = (!args.list && !wanted.is_empty()).then(|| {
+        eprintln!("e2e: starting etcd and kube-apiserver; logs in {}", run_dir.display());
+        Arc::new(cluster::ControlPlane::start(&run_dir))
+    });
+    let trials = SCENARIOS
+        .iter()
+        .map(|(name, f)| {
+            let cp = cp.clone();
+            let f = *f;
+            Trial::test(*name, move || {
+                let cp = cp.ok_or("control plane not started")?;
+                f(&cp);
+                Ok(())
+            })
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    if let Some(cp) = cp {
+        cp.stop();
+    }
+    conclusion.exit();
+}
