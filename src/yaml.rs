@@ -72,7 +72,11 @@ pub fn parse(doc: &str) -> Result<Value, String> {
 
 /// Render an object as YAML.
 pub fn render(v: &Value) -> String {
-    let mut s = serde_saphyr::to_string(v).unwrap_or_else(|e| format!("# cannot render: {e}\n"));
+    // Long one-line strings (commands, image names) stay on one line instead of being folded.
+    let mut options = serde_saphyr::SerializerOptions::default();
+    options.folded_wrap_chars = usize::MAX / 2;
+    let mut s = serde_saphyr::to_string_with_options(v, options)
+        .unwrap_or_else(|e| format!("# cannot render: {e}\n"));
     if !s.ends_with('\n') {
         s.push('\n');
     }
