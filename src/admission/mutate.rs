@@ -23,6 +23,10 @@ pub fn mutate(
     let Some(obj) = req.object.as_ref() else {
         return Decision::allow(kind);
     };
+    // An object being deleted only sees finalizer removals: never block or change those.
+    if obj.metadata.deletion_timestamp.is_some() {
+        return Decision::allow(kind);
+    }
     let name = target::name_of(req, obj);
     let namespace = target::namespace_of(req, obj);
     let is_target = match kind {

@@ -25,6 +25,10 @@ pub fn validate(
     let Some(obj) = req.object.as_ref() else {
         return Decision::allow(kind);
     };
+    // An object being deleted only sees finalizer removals: never block or change those.
+    if obj.metadata.deletion_timestamp.is_some() {
+        return Decision::allow(kind);
+    }
     let name = target::name_of(req, obj);
     let namespace = target::namespace_of(req, obj);
     let mut violations = Vec::new();

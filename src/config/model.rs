@@ -160,7 +160,23 @@ pub fn suggest(key: &str) -> Option<String> {
         {
             Some(upper)
         }
-        None => None,
+        // A reserved-prefix key is always one of the four: name the one sharing the most words
+        // (`..._EMAIL` → `..._SERVICE_ACCOUNT_EMAIL`), when exactly one does.
+        None => upper.strip_prefix(keys::RESERVED_PREFIX).and_then(|rest| {
+            let words: Vec<&str> = rest.split('_').filter(|w| !w.is_empty()).collect();
+            let shared = |k: &str| {
+                k[keys::RESERVED_PREFIX.len()..]
+                    .split('_')
+                    .filter(|w| words.contains(w))
+                    .count()
+            };
+            let best = REQUIRED.iter().map(|k| shared(k)).max()?;
+            let mut top = REQUIRED.iter().filter(|k| shared(k) == best);
+            match (best, top.next(), top.next()) {
+                (1.., Some(k), None) => Some(k.to_string()),
+                _ => None,
+            }
+        }),
     }
 }
 

@@ -57,8 +57,13 @@ pub fn config_from_object(obj: &Value) -> Result<WorkloadIdentityConfig, Vec<Con
     match config_map_data(obj) {
         Ok(data) => WorkloadIdentityConfig::from_data(&data),
         Err(mut shape) => {
-            // Still report the rule problems of the string values we could read.
-            if let Some(Value::Object(d)) = obj.get("data") {
+            // Still report the rule problems of the string values we could read (of a
+            // ConfigMap: another kind's data is not a configuration).
+            let other_kind = obj
+                .get("kind")
+                .and_then(Value::as_str)
+                .is_some_and(|k| k != "ConfigMap");
+            if !other_kind && let Some(Value::Object(d)) = obj.get("data") {
                 let strings: BTreeMap<String, String> = d
                     .iter()
                     .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))

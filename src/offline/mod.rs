@@ -32,9 +32,16 @@ pub fn load_config_map(text: &str, preferred_name: &str) -> Result<LoadedConfigM
             continue;
         }
         let v = yaml::parse(doc.text).map_err(|e| format!("line {}: {e}", doc.line))?;
-        if v.get("kind").and_then(Value::as_str) == Some("ConfigMap") {
-            maps.push(v);
-        }
+        // `kubectl get configmap -l ... -o yaml` wraps objects in a `List`.
+        let items = match v.get("items").and_then(Value::as_array) {
+            Some(items) if v.get("kind").and_then(Value::as_str) == Some("List") => items.clone(),
+            _ => vec![v],
+        };
+        maps.extend(
+            items
+                .into_iter()
+                .filter(|v| v.get("kind").and_then(Value::as_str) == Some("ConfigMap")),
+        );
     }
     let name_of = |v: &Value| {
         v.pointer("/metadata/name")
