@@ -1,0 +1,18 @@
+//! The admission core and the offline commands, through the library.
+//! One test binary (modules under tests/core/) to keep build times down.
+
+#[path = "core/common.rs"]
+mod common;
+
+#[path = "core/carto.rs"]
+mod carto;
+#[path = "core/config.rs"]
+mod config;
+#[path = "core/mutation.rs"]
+mod mutation;
+#[path = "core/offline.rs"]
+mod offline;
+#[path = "core/props.rs"]
+mod props;
+#[path = "core/validation.rs"]
+mod validation;
