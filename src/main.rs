@@ -82,6 +82,9 @@ fn check(args: &CheckArgs) -> Result<ExitCode> {
 
 fn review(args: &ReviewArgs) -> Result<ExitCode> {
     let settings = args.policy.settings();
+    if args.config == Path::new("-") && args.file == Path::new("-") {
+        anyhow::bail!("--config and --filename cannot both read standard input");
+    }
     let config_text = read_input(&args.config, "--config")?;
     let loaded = offline::load_config_map(&config_text, &settings.config_map)
         .map_err(|e| anyhow::anyhow!("--config {}: {e}", args.config.display()))?;

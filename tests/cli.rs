@@ -412,6 +412,18 @@ fn review_unreadable_input_exits_2() {
     );
     assert_eq!(o.code, 2);
     assert!(o.stderr.contains("--config"), "{}", o.stderr);
+    // Both from standard input cannot work: said so, instead of reviewing an empty stream.
+    let o = run(
+        &["review", "-f", "-", "--config", "-"],
+        Some(&fixture_text("configmap-valid.yaml")),
+    );
+    assert_eq!(o.code, 2);
+    assert!(
+        o.stderr.contains("cannot both read standard input"),
+        "{}",
+        o.stderr
+    );
+    assert!(o.stdout.is_empty());
     let o = run_bytes(
         &["review", "-f", "-", "--config", &cfg],
         Some(b"\xff\xfe binary"),
