@@ -588,3 +588,67 @@ fn help_works_for_every_subcommand() {
     assert_eq!(o.code, 2);
     assert!(o.stderr.contains("Usage"), "{}", o.stderr);
 }
+
+// ---------------------------------------------------------------- edge-case Deployments
+
+#[test]
+fn review_edge_case_deployments() {
+    let input = fixture_text("edge-deployments.yaml");
+    let o = review_stdin(&input, &[]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("reviewed: 3 patched, 0 denied, 0 unreadable"),
+        "{}",
+        o.stderr
+    );
+    // The replacements are warned about, naming the container and the old values.
+    assert!(o.stderr.contains("\"old-billing-project\""), "{}", o.stderr);
+    assert!(o.stderr.contains("was valueFrom"), "{}", o.stderr);
+    let docs: Vec<&str> = o.stdout.split("\n---\n").collect();
+    let doc = |name: &str| {
+        *docs
+            .iter()
+            .find(|d| d.contains(&format!("name: {name}\n")))
+            .unwrap()
+    };
+    // Opted out: byte for byte.
+    let opted_in = input
+        .split("\n---\n")
+        .find(|d| d.contains("name: edge-opted-out\n"))
+        .unwrap();
+    assert_eq!(doc("edge-opted-out"), opted_in);
+    // Deprecated serviceAccount: injected, template metadata created.
+    assert!(doc("edge-deprecated-sa").contains(EMAIL));
+    assert!(doc("edge-deprecated-sa").contains("workload-identity.carto.com/config-hash"));
+    // Drift: no valueFrom left, every billing entry has the configured value, proxy skipped.
+    let drift = doc("edge-drift");
+    assert!(!drift.contains("valueFrom:"), "{drift}");
+    assert!(!drift.contains("old-billing-project"), "{drift}");
+    assert_eq!(drift.matches("value: acme-gke-prod").count(), 2, "{drift}");
+    assert!(
+        drift.contains("env: null"),
+        "the skipped sidecar keeps env: null\n{drift}"
+    );
+    // Init containers: off by default, on with the flag.
+    assert!(
+        !doc("edge-init").contains("migrate\n        env"),
+        "{}",
+        doc("edge-init")
+    );
+    let o2 = review_stdin(&input, &["--include-init-containers", "-o", "patch"]);
+    assert!(
+        o2.stdout
+            .contains("/spec/template/spec/initContainers/0/env"),
+        "{}",
+        o2.stdout
+    );
+    // And the output is a fixed point.
+    let again = review_stdin(&o.stdout, &[]);
+    assert_eq!(again.stdout, o.stdout);
+    assert!(
+        again.stderr.contains("reviewed: 0 patched"),
+        "{}",
+        again.stderr
+    );
+}
