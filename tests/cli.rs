@@ -37,11 +37,19 @@ fn run_bytes(args: &[&str], stdin: Option<&[u8]>) -> Out {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run the binary");
-    if let Some(input) = stdin {
+    // Feed stdin from a thread (no pipe deadlock), ignoring a broken pipe: a command that
+    // refuses its arguments exits without reading it.
+    let feeder = stdin.map(|input| {
         let mut pipe = child.stdin.take().unwrap();
-        pipe.write_all(input).unwrap();
-    }
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&input);
+        })
+    });
     let out = child.wait_with_output().unwrap();
+    if let Some(f) = feeder {
+        f.join().unwrap();
+    }
     let o = Out {
         code: out.status.code().expect("exited, not killed"),
         stdout: String::from_utf8(out.stdout).expect("utf-8 stdout"),
