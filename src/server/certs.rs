@@ -1,10 +1,289 @@
-//! Certificates (placeholder).
+//! Certificates: a small CA issuing serving (and client) certificates with rcgen, used by the
+//! `certs` command and by `serve` when it runs with an ephemeral certificate.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
+};
+use time::OffsetDateTime;
+
+use crate::cli::dns_name;
+
+/// Certificates are valid from this long before they are made, to tolerate clock skew.
+const BACKDATE: time::Duration = time::Duration::hours(1);
+
+/// Errors of certificate generation and of the `certs` command.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    /// rcgen refused the parameters or failed to sign.
+    #[error("cannot generate the certificate: {0}")]
+    Generate(rcgen::Error),
+    /// An output file could not be written.
+    #[error("--out: cannot write {}: {error}", .path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// An output file exists and `--force` was not given.
+    #[error("--out: {path} already exists (pass --force to overwrite)")]
+    Exists {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+impl From<rcgen::Error> for CertError {
+    fn from(e: rcgen::Error) -> Self {
+        Self::Generate(e)
+    }
+}
+
+/// A certificate and its private key, PEM-encoded.
+#[derive(Debug, Clone)]
+pub struct Pair {
+    /// The certificate (PEM).
+    pub cert_pem: String,
+    /// Its private key (PKCS#8 PEM).
+    pub key_pem: String,
+}
+
+/// A self-signed certificate authority that issues leaf certificates.
+pub struct CertificateAuthority {
+    issuer: Issuer<'static, KeyPair>,
+    pair: Pair,
+}
+
+impl std::fmt::Debug for CertificateAuthority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateAuthority")
+            .field("cert_pem", &self.pair.cert_pem)
+            .finish_non_exhaustive()
+    }
+}
+
+fn validity(params: &mut CertificateParams, days: u32) {
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - BACKDATE;
+    params.not_after = now + time::Duration::days(i64::from(days));
+}
+
+fn name(common_name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "carto-wi-webhook");
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
+
+impl CertificateAuthority {
+    /// A new CA (ECDSA P-256) named `common_name`, valid for `days`.
+    pub fn new(common_name: &str, days: u32) -> Result<Self, CertError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.distinguished_name = name(common_name);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        validity(&mut params, days);
+        let cert = params.self_signed(&key)?;
+        let pair = Pair {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        };
+        Ok(Self {
+            issuer: Issuer::new(params, key),
+            pair,
+        })
+    }
+
+    /// The CA certificate (PEM), what clients trust (the webhook's `caBundle`).
+    pub fn cert_pem(&self) -> &str {
+        &self.pair.cert_pem
+    }
+
+    /// The CA's private key (PEM).
+    pub fn key_pem(&self) -> &str {
+        &self.pair.key_pem
+    }
+
+    /// Issue a serving certificate for these DNS names and IP addresses (the first is also the
+    /// common name).
+    pub fn issue_server(&self, sans: &[String], days: u32) -> Result<Pair, CertError> {
+        self.issue(sans, ExtendedKeyUsagePurpose::ServerAuth, days)
+    }
+
+    /// Issue a client certificate (for mutual TLS) with this common name.
+    pub fn issue_client(&self, common_name: &str, days: u32) -> Result<Pair, CertError> {
+        self.issue(
+            &[common_name.to_owned()],
+            ExtendedKeyUsagePurpose::ClientAuth,
+            days,
+        )
+    }
+
+    fn issue(
+        &self,
+        sans: &[String],
+        usage: ExtendedKeyUsagePurpose,
+        days: u32,
+    ) -> Result<Pair, CertError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(sans.to_vec())?;
+        params.distinguished_name = name(sans.first().map_or("carto-wi-webhook", String::as_str));
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![usage];
+        params.use_authority_key_identifier_extension = true;
+        validity(&mut params, days);
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(Pair {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+/// The names a webhook Service is reached by: `NAME`, `NAME.NS`, `NAME.NS.svc`,
+/// `NAME.NS.svc.cluster.local`, plus `localhost`, `127.0.0.1` and `::1` when asked.
+pub fn service_names(service: &str, namespace: &str, localhost: bool) -> Vec<String> {
+    let mut names = vec![
+        format!("{service}.{namespace}.svc"),
+        service.to_owned(),
+        format!("{service}.{namespace}"),
+        format!("{service}.{namespace}.svc.cluster.local"),
+    ];
+    if localhost {
+        names.extend(localhost_names());
+    }
+    names
+}
+
+/// `localhost`, `127.0.0.1` and `::1`.
+pub fn localhost_names() -> Vec<String> {
+    vec!["localhost".into(), "127.0.0.1".into(), "::1".into()]
+}
 
 /// Flags of `certs`.
-#[derive(clap::Args, Debug)]
-pub struct CertsArgs {}
+#[derive(clap::Args, Debug, Clone)]
+pub struct CertsArgs {
+    /// Name of the webhook's Service.
+    #[arg(long, env = "CARTO_WI_CERTS_SERVICE", default_value = "carto-wi-webhook", value_name = "NAME", value_parser = dns_name)]
+    pub service: String,
 
-/// Run `certs` (placeholder).
-pub fn run(_args: &CertsArgs) -> anyhow::Result<()> {
-    anyhow::bail!("certs is not built yet")
+    /// Namespace of the webhook's Service.
+    #[arg(short = 'n', long, env = "CARTO_WI_CERTS_NAMESPACE", value_name = "NS", value_parser = dns_name)]
+    pub namespace: String,
+
+    /// Directory to write ca.crt, ca.key, tls.crt and tls.key into (created if missing).
+    #[arg(long, env = "CARTO_WI_CERTS_OUT", value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Also valid for localhost, 127.0.0.1 and ::1 (to run `serve` locally with these files).
+    #[arg(long, env = "CARTO_WI_CERTS_LOCALHOST")]
+    pub localhost: bool,
+
+    /// Validity of the CA and the serving certificate, in days.
+    #[arg(long, env = "CARTO_WI_CERTS_DAYS", default_value_t = 365, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub days: u32,
+
+    /// Do not write ca.key: nothing more can be signed by this CA (a renewal then needs a new
+    /// caBundle).
+    #[arg(long, env = "CARTO_WI_CERTS_NO_CA_KEY")]
+    pub no_ca_key: bool,
+
+    /// Overwrite existing files.
+    #[arg(long, env = "CARTO_WI_CERTS_FORCE")]
+    pub force: bool,
+}
+
+/// What `certs` wrote.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// Files written, in order.
+    pub files: Vec<PathBuf>,
+    /// Base64 of the CA certificate PEM: the webhook configuration's `caBundle`.
+    pub ca_bundle: String,
+    /// The serving certificate's names.
+    pub names: Vec<String>,
+}
+
+/// Write the CA and the serving certificate that `args` describes.
+pub fn write(args: &CertsArgs) -> Result<Written, CertError> {
+    let names = service_names(&args.service, &args.namespace, args.localhost);
+    let ca = CertificateAuthority::new(
+        &format!(
+            "carto-wi-webhook CA for {}.{}",
+            args.service, args.namespace
+        ),
+        args.days,
+    )?;
+    let leaf = ca.issue_server(&names, args.days)?;
+    let mut files: Vec<(&str, &str, bool)> = vec![("ca.crt", ca.cert_pem(), false)];
+    if !args.no_ca_key {
+        files.push(("ca.key", ca.key_pem(), true));
+    }
+    files.push(("tls.crt", &leaf.cert_pem, false));
+    files.push(("tls.key", &leaf.key_pem, true));
+
+    std::fs::create_dir_all(&args.out).map_err(|error| CertError::Write {
+        path: args.out.clone(),
+        error,
+    })?;
+    let paths: Vec<PathBuf> = files.iter().map(|(n, _, _)| args.out.join(n)).collect();
+    if !args.force
+        && let Some(p) = paths.iter().find(|p| p.exists())
+    {
+        return Err(CertError::Exists { path: p.clone() });
+    }
+    for ((_, pem, secret), path) in files.iter().zip(&paths) {
+        write_file(path, pem.as_bytes(), *secret)?;
+    }
+    Ok(Written {
+        files: paths,
+        ca_bundle: base64::engine::general_purpose::STANDARD.encode(ca.cert_pem()),
+        names,
+    })
+}
+
+/// Write `contents` to `path`, mode 0600 for secrets and 0644 otherwise.
+pub fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), CertError> {
+    let err = |error| CertError::Write {
+        path: path.to_owned(),
+        error,
+    };
+    let mode = if secret { 0o600 } else { 0o644 };
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .map_err(err)?;
+    // The mode above only applies to new files; tighten an existing one too.
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+        .map_err(err)?;
+    f.write_all(contents).map_err(err)?;
+    f.sync_all().map_err(err)
+}
+
+/// Run `certs`: write the files, print the caBundle on standard output and a summary on standard
+/// error.
+pub fn run(args: &CertsArgs) -> anyhow::Result<()> {
+    let w = write(args)?;
+    for f in &w.files {
+        eprintln!("wrote {}", f.display());
+    }
+    eprintln!("serving certificate names: {}", w.names.join(", "));
+    eprintln!("caBundle (base64 of ca.crt) for the webhook configuration:");
+    println!("{}", w.ca_bundle);
+    Ok(())
 }

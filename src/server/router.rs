@@ -1,0 +1,391 @@
+//! The admission routes: `POST /mutate` and `POST /validate`.
+//!
+//! A handler reads the body (capped, with a deadline), parses the AdmissionReview, runs the pure
+//! core against the current config snapshot and writes the response. Every rejection is a clear
+//! message with the right status; nothing here panics on input.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use http_body_util::BodyExt;
+use kube::core::admission::AdmissionRequest;
+use kube::core::{DynamicObject, TypeMeta};
+use serde::Deserialize;
+
+use super::args::MAX_BODY_BYTES;
+use super::metrics::{HttpError, operation_str};
+use super::state::AppState;
+use crate::admission::wire::{API_VERSION, ReviewResponse};
+use crate::admission::{self, Kind, Webhook};
+use crate::settings::Enforcement;
+
+/// The router of the admission listener.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route(
+            "/mutate",
+            post(mutate).fallback(|s: State<Arc<AppState>>| method_not_allowed(s, "/mutate")),
+        )
+        .route(
+            "/validate",
+            post(validate).fallback(|s: State<Arc<AppState>>| method_not_allowed(s, "/validate")),
+        )
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn mutate(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    handle(&state, Webhook::Mutate, req).await
+}
+
+async fn validate(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    handle(&state, Webhook::Validate, req).await
+}
+
+async fn method_not_allowed(State(state): State<Arc<AppState>>, path: &'static str) -> Response {
+    state.metrics.http_error(HttpError::MethodNotAllowed);
+    let mut r = text(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{path} accepts only POST with an AdmissionReview (admission.k8s.io/v1)\n"),
+    );
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    r
+}
+
+async fn not_found(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    state.metrics.http_error(HttpError::NotFound);
+    text(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no route for {}: the webhook serves POST /mutate and POST /validate\n",
+            req.uri().path()
+        ),
+    )
+}
+
+fn text(status: StatusCode, msg: String) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        )],
+        msg,
+    )
+        .into_response()
+}
+
+fn json(status: StatusCode, body: Vec<u8>) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// A 400 carrying an AdmissionReview whose response explains the problem.
+fn bad_review(uid: String, msg: String) -> Response {
+    let body = serde_json::to_vec(&ReviewResponse::invalid(uid, msg))
+        .expect("a review response always serializes");
+    json(StatusCode::BAD_REQUEST, body)
+}
+
+/// Is the content type `application/json` (parameters such as `charset` allowed)?
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// A body over the cap is still read (and dropped) up to this size, so that the client gets the
+/// 413 cleanly instead of a reset stream; past it the request is cut short.
+const DRAIN_LIMIT: usize = 2 * MAX_BODY_BYTES;
+
+/// Read a body of at most [`MAX_BODY_BYTES`]; `None` when it is larger (what follows the cap is
+/// read and dropped, up to [`DRAIN_LIMIT`]). A body that arrives in one frame is not copied.
+async fn read_body(mut body: Body, capacity: usize) -> Result<Option<Bytes>, axum::Error> {
+    let mut first: Option<Bytes> = None;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue; // trailers
+        };
+        total += data.len();
+        if total > MAX_BODY_BYTES {
+            if total > DRAIN_LIMIT {
+                return Ok(None);
+            }
+            first = None;
+            buf = Vec::new();
+            continue;
+        }
+        match first.take() {
+            None if buf.is_empty() => first = Some(data),
+            None => buf.extend_from_slice(&data),
+            Some(f) => {
+                buf.reserve(capacity.max(f.len() + data.len()));
+                buf.extend_from_slice(&f);
+                buf.extend_from_slice(&data);
+            }
+        }
+    }
+    if total > MAX_BODY_BYTES {
+        return Ok(None);
+    }
+    Ok(Some(first.unwrap_or_else(|| Bytes::from(buf))))
+}
+
+/// The AdmissionReview envelope, read without kube-core's flattened `TypeMeta` (which makes serde
+/// buffer the whole document before reading it again).
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "apiVersion", default)]
+    api_version: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    request: Option<AdmissionRequest<DynamicObject>>,
+}
+
+/// Only the version, to explain a body that does not parse as a v1 review.
+#[derive(Deserialize)]
+struct VersionProbe {
+    #[serde(rename = "apiVersion", default)]
+    api_version: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+}
+
+struct Rejected {
+    reason: HttpError,
+    uid: String,
+    message: String,
+}
+
+fn unsupported_version(v: Option<&str>) -> String {
+    format!(
+        "unsupported AdmissionReview version {}: this webhook speaks {API_VERSION} only \
+         (set admissionReviewVersions: [\"v1\"] in the webhook configuration)",
+        v.map_or_else(|| "(no apiVersion)".to_owned(), |v| format!("{v:?}"))
+    )
+}
+
+fn wrong_kind(k: Option<&str>) -> String {
+    format!(
+        "expected kind \"AdmissionReview\", found {}",
+        k.map_or_else(|| "no kind".to_owned(), |k| format!("{k:?}"))
+    )
+}
+
+/// Parse an AdmissionReview `admission.k8s.io/v1` body into its request.
+fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, Rejected> {
+    let env: Envelope = match serde_json::from_slice(body) {
+        Ok(e) => e,
+        Err(e) => {
+            // Explain a review of another version, or of another kind, before a schema error.
+            if let Ok(p) = serde_json::from_slice::<VersionProbe>(body) {
+                if p.api_version.as_deref() != Some(API_VERSION) {
+                    return Err(Rejected {
+                        reason: HttpError::UnsupportedVersion,
+                        uid: String::new(),
+                        message: unsupported_version(p.api_version.as_deref()),
+                    });
+                }
+                if p.kind.as_deref() != Some("AdmissionReview") {
+                    return Err(Rejected {
+                        reason: HttpError::InvalidJson,
+                        uid: String::new(),
+                        message: wrong_kind(p.kind.as_deref()),
+                    });
+                }
+            }
+            return Err(Rejected {
+                reason: HttpError::InvalidJson,
+                uid: String::new(),
+                message: format!("the body is not a valid AdmissionReview: {e}"),
+            });
+        }
+    };
+    let uid = || {
+        env.request
+            .as_ref()
+            .map(|r| r.uid.clone())
+            .unwrap_or_default()
+    };
+    if env.api_version.as_deref() != Some(API_VERSION) {
+        return Err(Rejected {
+            reason: HttpError::UnsupportedVersion,
+            uid: uid(),
+            message: unsupported_version(env.api_version.as_deref()),
+        });
+    }
+    if env.kind.as_deref() != Some("AdmissionReview") {
+        return Err(Rejected {
+            reason: HttpError::InvalidJson,
+            uid: uid(),
+            message: wrong_kind(env.kind.as_deref()),
+        });
+    }
+    let Some(mut req) = env.request else {
+        return Err(Rejected {
+            reason: HttpError::MissingRequest,
+            uid: String::new(),
+            message: "the AdmissionReview has no request".into(),
+        });
+    };
+    req.types = TypeMeta {
+        api_version: API_VERSION.into(),
+        kind: "AdmissionReview".into(),
+    };
+    Ok(req)
+}
+
+async fn handle(state: &AppState, webhook: Webhook, req: Request) -> Response {
+    let start = Instant::now();
+    let (parts, body) = req.into_parts();
+    let reject = |e: HttpError, status: StatusCode, msg: String| {
+        state.metrics.http_error(e);
+        text(status, msg)
+    };
+    if !is_json(&parts.headers) {
+        let got = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .map_or("none".into(), |v| format!("{v:?}"));
+        return reject(
+            HttpError::UnsupportedMediaType,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("content type must be application/json, got {got}\n"),
+        );
+    }
+    let too_large = || {
+        reject(
+            HttpError::PayloadTooLarge,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is over the {MAX_BODY_BYTES} byte limit\n"),
+        )
+    };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > DRAIN_LIMIT as u64) {
+        // Not worth reading: answer now (the connection or stream is then reset).
+        return too_large();
+    }
+    let capacity = declared.map_or(0, |n| n.min(MAX_BODY_BYTES as u64) as usize);
+    let bytes = match tokio::time::timeout(state.request_timeout, read_body(body, capacity)).await {
+        Ok(Ok(Some(b))) => b,
+        Ok(Ok(None)) => return too_large(),
+        Ok(Err(e)) => {
+            return reject(
+                HttpError::BodyRead,
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}\n"),
+            );
+        }
+        Err(_) => {
+            return reject(
+                HttpError::Timeout,
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {:?} (--request-timeout)\n",
+                    state.request_timeout
+                ),
+            );
+        }
+    };
+    let req = match parse(&bytes) {
+        Ok(r) => r,
+        Err(r) => {
+            state.metrics.http_error(r.reason);
+            tracing::debug!(webhook = webhook.as_str(), uid = %r.uid, reason = r.reason.as_str(), error = %r.message, "bad admission request");
+            return bad_review(r.uid, r.message);
+        }
+    };
+    drop(bytes);
+
+    let decision = {
+        let snapshot = state.config.load();
+        admission::review(webhook, &req, &snapshot, &state.settings)
+    };
+    let body = serde_json::to_vec(&ReviewResponse::from_decision(req.uid.clone(), &decision))
+        .expect("a review response always serializes");
+    let elapsed = start.elapsed();
+
+    let kind = Kind::of_request(&req);
+    let enforcement = state.settings.enforcement;
+    state.metrics.review(
+        webhook,
+        kind,
+        &req.operation,
+        &decision,
+        enforcement,
+        elapsed,
+    );
+    log_review(webhook, &req, &decision, enforcement, elapsed);
+    json(StatusCode::OK, body)
+}
+
+/// The one structured line per review.
+fn log_review(
+    webhook: Webhook,
+    req: &AdmissionRequest<DynamicObject>,
+    decision: &admission::Decision,
+    enforcement: Enforcement,
+    elapsed: std::time::Duration,
+) {
+    macro_rules! review_line {
+        ($level:expr, $violations:expr) => {
+            tracing::event!(
+                target: "carto_wi_webhook::review",
+                $level,
+                webhook = webhook.as_str(),
+                uid = %req.uid,
+                kind = %req.kind.kind,
+                namespace = req.namespace.as_deref().unwrap_or(""),
+                name = %req.name,
+                operation = operation_str(&req.operation),
+                dry_run = req.dry_run,
+                decision = decision.outcome(),
+                allowed = decision.allowed(),
+                patch_ops = decision.patch.as_ref().map_or(0, |p| p.0.len()),
+                warnings = decision.warnings.len(),
+                violations = $violations,
+                denial = decision.denial.as_ref().map(ToString::to_string),
+                duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+                "review"
+            )
+        };
+    }
+    if decision.violations.is_empty() {
+        review_line!(tracing::Level::INFO, None::<String>);
+    } else {
+        let list = decision
+            .violations
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        if enforcement == Enforcement::Audit {
+            review_line!(tracing::Level::WARN, Some(list));
+        } else {
+            review_line!(tracing::Level::INFO, Some(list));
+        }
+    }
+}
