@@ -48,10 +48,11 @@ pub fn mutate(
             return decision;
         }
         Resolved::Broken(problems, _) => {
+            let n = problems.len();
             decision.warnings.push(format!(
-                "the {} ConfigMap for namespace {namespace:?} is invalid ({} problems): Workload Identity not injected",
+                "the {} ConfigMap for namespace {namespace:?} is invalid ({n} problem{}): Workload Identity not injected",
                 settings.config_map,
-                problems.len()
+                if n == 1 { "" } else { "s" }
             ));
             return decision;
         }

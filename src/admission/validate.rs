@@ -59,7 +59,7 @@ pub fn validate(
             if kind == Kind::ServiceAccount {
                 check_service_account(obj, config, &mut violations);
             } else {
-                check_deployment(obj, config, settings, &mut violations, &mut warns);
+                check_deployment(obj, config, settings, &mut violations);
             }
         }
         _ => return Decision::allow(kind),
@@ -161,7 +161,6 @@ fn check_deployment(
     config: Option<(&WorkloadIdentityConfig, ConfigOrigin)>,
     settings: &Settings,
     violations: &mut Vec<Violation>,
-    warns: &mut Vec<String>,
 ) {
     let Some(pod) = target::pod_spec(&obj.data) else {
         return;
@@ -185,11 +184,12 @@ fn check_deployment(
             .filter(|k| entries(k).is_empty())
             .collect();
         if missing.len() == keys::REQUIRED.len() {
+            // With a config in force, a managed container must carry the variables: their
+            // absence means mutation failed open (or was bypassed).
             if config.is_some() {
-                warns.push(format!(
-                    "container {:?} has no Workload Identity variables (is the mutating webhook running?)",
-                    c.name
-                ));
+                violations.push(Violation::NotInjected {
+                    container: c.name.to_owned(),
+                });
             }
             continue;
         }

@@ -44,6 +44,14 @@ pub enum Violation {
         /// The required variables it lacks.
         missing: Vec<&'static str>,
     },
+    /// A managed container has none of the variables although a configuration applies.
+    #[error(
+        "container {container:?} has none of the Workload Identity variables (did the mutating webhook run?)"
+    )]
+    NotInjected {
+        /// Container name.
+        container: String,
+    },
     /// A container's variable breaks a rule.
     #[error("container {container:?}: {name}={} {rule}", super::warnings::short(.value))]
     InvalidEnv {
@@ -104,7 +112,7 @@ pub enum Violation {
     },
     /// The configuration that resolves is invalid and `--require-config` is set.
     #[error(
-        "the {config_map} ConfigMap for namespace {namespace:?} is invalid ({problems} problems; see it with `carto-wi-webhook check`)"
+        "the {config_map} ConfigMap for namespace {namespace:?} is invalid ({problems} problem{}; see it with `carto-wi-webhook check`)", if *.problems == 1 { "" } else { "s" }
     )]
     BrokenConfig {
         /// The ConfigMap name.

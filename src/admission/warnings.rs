@@ -29,7 +29,8 @@ pub fn finalize(mut warnings: Vec<String>) -> Vec<String> {
 
 /// Quote a user value for a message, shortened so the message stays readable.
 pub fn short(value: &str) -> String {
-    const MAX: usize = 40;
+    // Long enough for any service account email (at most 85 characters).
+    const MAX: usize = 90;
     if value.chars().count() <= MAX {
         format!("{value:?}")
     } else {

@@ -21,18 +21,15 @@ impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Rule::ProjectId => {
-                "must be a GCP project id: 6-30 chars of lowercase letters, digits and hyphens, \
-                 starting with a letter and not ending with a hyphen (optionally domain-scoped, example.com:my-project)"
+                "is not a GCP project id (6-30 chars of a-z, 0-9 or '-', starting with a letter; or domain:project)"
             }
-            Rule::DatasetRef => {
-                "must be <project>.<dataset>: a GCP project id, a dot, and a dataset of 1-1024 letters, digits or underscores"
-            }
+            Rule::DatasetRef => "is not <project>.<dataset> (dataset: 1-1024 letters, digits or '_')",
             Rule::ServiceAccountEmail => {
-                "must be <account>@<project>.iam.gserviceaccount.com with an account of 6-30 chars like a project id"
+                "is not <account>@<project>.iam.gserviceaccount.com (account: 6-30 chars like a project id)"
             }
-            Rule::OwnerId => "must be non-empty, contain no whitespace and be at most 255 characters",
+            Rule::OwnerId => "must be 1-255 characters without whitespace",
             Rule::NoSurroundingWhitespace => {
-                "has leading or trailing whitespace (values are never trimmed; remove it)"
+                "has leading or trailing whitespace (values are never trimmed)"
             }
         })
     }

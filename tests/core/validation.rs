@@ -165,15 +165,23 @@ fn partial_set_is_incomplete() {
 }
 
 #[test]
-fn no_variables_at_all_is_a_warning_not_a_denial() {
+fn no_variables_at_all_with_a_config_is_denied_as_not_injected() {
     let d = validate(&dep_with_env(json!([{"name": "A", "value": "b"}])));
-    assert!(d.allowed());
-    assert!(d.violations.is_empty());
-    assert_eq!(d.warnings.len(), 1, "{:?}", d.warnings);
+    assert!(!d.allowed());
+    assert_eq!(
+        d.violations,
+        vec![Violation::NotInjected {
+            container: "workspace-api".into()
+        }]
+    );
     assert!(
-        d.warnings[0].contains("mutating webhook"),
-        "{}",
-        d.warnings[0]
+        d.denial
+            .as_ref()
+            .unwrap()
+            .to_string()
+            .contains("mutating webhook"),
+        "{:?}",
+        d.denial
     );
 }
 
