@@ -25,14 +25,38 @@ use libtest_mimic::{Arguments, Trial};
 type Scenario = fn(&cluster::ControlPlane);
 
 const SCENARIOS: &[(&str, Scenario)] = &[
-    ("plain_install_and_reapply", scenarios::plain_install_and_reapply),
-    ("dry_run_shows_mutation_and_stores_nothing", scenarios::dry_run_shows_mutation_and_stores_nothing),
-    ("invalid_configmap_refused_with_every_problem", scenarios::invalid_configmap_refused_with_every_problem),
-    ("partial_env_completed_refused_or_warned", scenarios::partial_env_completed_refused_or_warned),
-    ("opt_out_namespace_and_skipped_container", scenarios::opt_out_namespace_and_skipped_container),
-    ("webhook_down_failure_policy", scenarios::webhook_down_failure_policy),
-    ("certificate_rotation_under_load", scenarios::certificate_rotation_under_load),
-    ("updates_keep_injected_values", scenarios::updates_keep_injected_values),
+    (
+        "plain_install_and_reapply",
+        scenarios::plain_install_and_reapply,
+    ),
+    (
+        "dry_run_shows_mutation_and_stores_nothing",
+        scenarios::dry_run_shows_mutation_and_stores_nothing,
+    ),
+    (
+        "invalid_configmap_refused_with_every_problem",
+        scenarios::invalid_configmap_refused_with_every_problem,
+    ),
+    (
+        "partial_env_completed_refused_or_warned",
+        scenarios::partial_env_completed_refused_or_warned,
+    ),
+    (
+        "opt_out_namespace_and_skipped_container",
+        scenarios::opt_out_namespace_and_skipped_container,
+    ),
+    (
+        "webhook_down_failure_policy",
+        scenarios::webhook_down_failure_policy,
+    ),
+    (
+        "certificate_rotation_under_load",
+        scenarios::certificate_rotation_under_load,
+    ),
+    (
+        "updates_keep_injected_values",
+        scenarios::updates_keep_injected_values,
+    ),
 ];
 
 fn main() {
@@ -41,14 +65,27 @@ fn main() {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let run_dir = target.join("e2e").join(format!("run-{}", std::process::id()));
+    let run_dir = target
+        .join("e2e")
+        .join(format!("run-{}", std::process::id()));
     let wanted: Vec<&(&str, Scenario)> = SCENARIOS
         .iter()
-        .filter(|(name, _)| args.filter.as_deref().is_none_or(|f| if args.exact { *name == f } else { name.contains(f) }))
+        .filter(|(name, _)| {
+            args.filter.as_deref().is_none_or(|f| {
+                if args.exact {
+                    *name == f
+                } else {
+                    name.contains(f)
+                }
+            })
+        })
         .collect();
     // Start the control plane only when a scenario will run (`--list` and filters stay cheap).
     let cp = (!args.list && !wanted.is_empty()).then(|| {
-        eprintln!("e2e: starting etcd and kube-apiserver; logs in {}", run_dir.display());
+        eprintln!(
+            "e2e: starting etcd and kube-apiserver; logs in {}",
+            run_dir.display()
+        );
         Arc::new(cluster::ControlPlane::start(&run_dir))
     });
     let trials = SCENARIOS

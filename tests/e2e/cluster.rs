@@ -21,7 +21,13 @@ fn binaries() -> PathBuf {
         .expect("run tests/controlplane/build.sh");
     assert!(out.status.success(), "tests/controlplane/build.sh failed");
     let stdout = String::from_utf8(out.stdout).unwrap();
-    PathBuf::from(stdout.lines().last().expect("build.sh printed the bin dir").trim())
+    PathBuf::from(
+        stdout
+            .lines()
+            .last()
+            .expect("build.sh printed the bin dir")
+            .trim(),
+    )
 }
 
 /// etcd + kube-apiserver, stopped when dropped (logs kept under `dir`).
@@ -38,7 +44,11 @@ impl ControlPlane {
         std::fs::create_dir_all(dir).unwrap();
         let ca = Ca::new("e2e-cluster-ca");
         let ca_file = ca.write(&dir.join("ca.crt"));
-        let serving = ca.server(dir, "apiserver", &["localhost", "127.0.0.1", "kubernetes.default.svc"]);
+        let serving = ca.server(
+            dir,
+            "apiserver",
+            &["localhost", "127.0.0.1", "kubernetes.default.svc"],
+        );
         let admin = ca.client(dir, "admin", "e2e-admin", &["system:masters"]);
         let (sa_key, sa_pub) = pki::key_files(dir, "sa");
 
@@ -99,15 +109,24 @@ impl ControlPlane {
             procs: Mutex::new(vec![(etcd, etcd_log), (api, api_log)]),
         };
         wait_for("kube-apiserver /readyz", Duration::from_secs(120), || {
-            for (p, log) in cp.procs.lock().unwrap_or_else(|e| e.into_inner()).iter_mut() {
+            for (p, log) in cp
+                .procs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter_mut()
+            {
                 p.assert_running(log);
             }
             let out = cp.kubectl(&["get", "--raw", "/readyz"], None);
-            (out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok").then_some(())
+            (out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok")
+                .then_some(())
         });
         // RBAC bootstrap policy is in place once the default cluster roles exist.
         wait_for("RBAC bootstrap roles", Duration::from_secs(60), || {
-            cp.kubectl(&["get", "clusterrole", "cluster-admin"], None).status.success().then_some(())
+            cp.kubectl(&["get", "clusterrole", "cluster-admin"], None)
+                .status
+                .success()
+                .then_some(())
         });
         cp
     }
@@ -117,7 +136,11 @@ impl ControlPlane {
         let mut cmd = Command::new(self.bin.join("kubectl"));
         cmd.arg(format!("--kubeconfig={}", self.kubeconfig.display()))
             .args(args)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for v in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"] {
@@ -126,7 +149,12 @@ impl ControlPlane {
         let mut child = cmd.spawn().expect("run kubectl");
         if let Some(input) = stdin {
             use std::io::Write;
-            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
         }
         child.wait_with_output().unwrap()
     }

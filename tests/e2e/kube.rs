@@ -31,7 +31,11 @@ pub fn namespace(cp: &ControlPlane, name: &str, hook: Option<&str>, extra: &[(&s
     }
     let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}});
     let out = cp.kubectl(&["apply", "-f", "-"], Some(&ns.to_string()));
-    assert!(out.status.success(), "create namespace {name}: {}", text(&out));
+    assert!(
+        out.status.success(),
+        "create namespace {name}: {}",
+        text(&out)
+    );
 }
 
 /// `kubectl apply -n ns -f -` with extra args.
@@ -44,13 +48,19 @@ pub fn apply(cp: &ControlPlane, ns: &str, manifest: &str, extra: &[&str]) -> Out
 /// Fetch one object as JSON.
 pub fn get(cp: &ControlPlane, ns: &str, kind: &str, name: &str) -> Value {
     let out = cp.kubectl(&["get", "-n", ns, kind, name, "-o", "json"], None);
-    assert!(out.status.success(), "get {kind} {ns}/{name}: {}", text(&out));
+    assert!(
+        out.status.success(),
+        "get {kind} {ns}/{name}: {}",
+        text(&out)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// Does the object exist?
 pub fn exists(cp: &ControlPlane, ns: &str, kind: &str, name: &str) -> bool {
-    cp.kubectl(&["get", "-n", ns, kind, name, "-o", "name"], None).status.success()
+    cp.kubectl(&["get", "-n", ns, kind, name, "-o", "name"], None)
+        .status
+        .success()
 }
 
 /// The objects of a YAML stream as a JSON List without namespaces (so it applies anywhere).
@@ -92,9 +102,18 @@ pub fn assert_injected(deploy: &Value, field: &str, c: usize) {
     let env = env_of(deploy, field, c);
     for (k, v) in EXPECTED_ENV {
         let found: Vec<_> = env.iter().filter(|(n, _)| n == k).collect();
-        assert!(!found.is_empty(), "{k} missing in {} container {c}: {env:?}", deploy["metadata"]["name"]);
+        assert!(
+            !found.is_empty(),
+            "{k} missing in {} container {c}: {env:?}",
+            deploy["metadata"]["name"]
+        );
         for (_, val) in found {
-            assert_eq!(val.as_deref(), Some(v), "{k} in {}", deploy["metadata"]["name"]);
+            assert_eq!(
+                val.as_deref(),
+                Some(v),
+                "{k} in {}",
+                deploy["metadata"]["name"]
+            );
         }
     }
 }
@@ -103,12 +122,21 @@ pub fn assert_injected(deploy: &Value, field: &str, c: usize) {
 pub fn assert_not_injected(deploy: &Value, field: &str, c: usize) {
     let env = env_of(deploy, field, c);
     for (k, _) in EXPECTED_ENV {
-        assert!(!env.iter().any(|(n, _)| n == k), "{k} unexpectedly in {}: {env:?}", deploy["metadata"]["name"]);
+        assert!(
+            !env.iter().any(|(n, _)| n == k),
+            "{k} unexpectedly in {}: {env:?}",
+            deploy["metadata"]["name"]
+        );
     }
 }
 
 /// A minimal target Deployment with the given containers' env (JSON arrays or null).
-pub fn deployment(name: &str, sa: &str, containers: &[(&str, Value)], annotations: Value) -> String {
+pub fn deployment(
+    name: &str,
+    sa: &str,
+    containers: &[(&str, Value)],
+    annotations: Value,
+) -> String {
     let cs: Vec<Value> = containers
         .iter()
         .map(|(n, env)| {

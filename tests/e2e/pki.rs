@@ -26,7 +26,11 @@ impl Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.distinguished_name.push(DnType::CommonName, cn);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let key = KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
         Self {
@@ -76,7 +80,10 @@ impl Ca {
 /// A bare key pair (the service-account token signing key): (private key file, public key file).
 pub fn key_files(dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
     let key = KeyPair::generate().unwrap();
-    let (private, public) = (dir.join(format!("{stem}.key")), dir.join(format!("{stem}.pub")));
+    let (private, public) = (
+        dir.join(format!("{stem}.key")),
+        dir.join(format!("{stem}.pub")),
+    );
     std::fs::write(&private, key.serialize_pem()).unwrap();
     std::fs::write(&public, key.public_key_pem()).unwrap();
     (private, public)

@@ -27,10 +27,22 @@ data:
 
 /// The env vars the config above injects.
 pub const EXPECTED_ENV: [(&str, &str); 4] = [
-    ("WORKSPACE_WORKLOAD_IDENTITY_WORKFLOWS_TEMP", "acme-analytics.carto_workflows_temp"),
-    ("WORKSPACE_WORKLOAD_IDENTITY_BILLING_PROJECT", "acme-gke-prod"),
-    ("WORKSPACE_WORKLOAD_IDENTITY_SERVICE_ACCOUNT_EMAIL", "carto-wi@acme-analytics.iam.gserviceaccount.com"),
-    ("WORKSPACE_WORKLOAD_IDENTITY_CONNECTION_OWNER_ID", "auth0|3idsj230990sj4wsddd10"),
+    (
+        "WORKSPACE_WORKLOAD_IDENTITY_WORKFLOWS_TEMP",
+        "acme-analytics.carto_workflows_temp",
+    ),
+    (
+        "WORKSPACE_WORKLOAD_IDENTITY_BILLING_PROJECT",
+        "acme-gke-prod",
+    ),
+    (
+        "WORKSPACE_WORKLOAD_IDENTITY_SERVICE_ACCOUNT_EMAIL",
+        "carto-wi@acme-analytics.iam.gserviceaccount.com",
+    ),
+    (
+        "WORKSPACE_WORKLOAD_IDENTITY_CONNECTION_OWNER_ID",
+        "auth0|3idsj230990sj4wsddd10",
+    ),
 ];
 
 /// A running webhook and what it needs.
@@ -96,7 +108,11 @@ impl Webhook {
 
     /// Stop the process (SIGTERM); returns its exit code.
     pub fn stop(&self) -> Option<i32> {
-        self.proc.lock().unwrap_or_else(|e| e.into_inner()).take().and_then(|mut p| p.terminate())
+        self.proc
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .and_then(|mut p| p.terminate())
     }
 
     /// The webhook configurations for this instance.
@@ -112,20 +128,39 @@ impl Webhook {
     /// Install both webhook configurations.
     pub fn install(&self, cp: &ControlPlane, failure_policy: &str) {
         let out = cp.kubectl(&["apply", "-f", "-"], Some(&self.manifests(failure_policy)));
-        assert!(out.status.success(), "install webhooks: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "install webhooks: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Remove the mutating webhook configuration.
     pub fn remove_mutating(&self, cp: &ControlPlane) {
-        let out = cp.kubectl(&["delete", "mutatingwebhookconfiguration", &format!("{}-mutate", self.name)], None);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = cp.kubectl(
+            &[
+                "delete",
+                "mutatingwebhookconfiguration",
+                &format!("{}-mutate", self.name),
+            ],
+            None,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Fetch the webhook's /metrics text.
     pub fn metrics(&self) -> String {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.admin_port)).unwrap();
-        write!(s, "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut buf = String::new();
         s.read_to_string(&mut buf).unwrap();
         buf
