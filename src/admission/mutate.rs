@@ -1,11 +1,11 @@
 //! Mutation: annotate the target ServiceAccount, inject env vars into target Deployments.
 
 use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, Operation};
+use kube::core::admission::AdmissionRequest;
 use serde_json::{Map, Value, json};
 
 use super::patch::{Lookup, PatchBuilder, pointer};
-use super::target::{self, ContainerRef, Kind};
+use super::target::{self, ContainerRef, Kind, Subject};
 use super::{Decision, warnings};
 use crate::config::{ConfigSnapshot, Resolved, WorkloadIdentityConfig};
 use crate::settings::{CONFIG_HASH_ANNOTATION, GCP_SA_ANNOTATION, Settings};
@@ -16,27 +16,12 @@ pub fn mutate(
     snapshot: &ConfigSnapshot,
     settings: &Settings,
 ) -> Decision {
-    let kind = Kind::of_request(req);
-    let (Operation::Create | Operation::Update) = req.operation else {
-        return Decision::allow(kind);
+    let s = match Subject::of(req) {
+        Ok(s) if s.is_managed_target(snapshot, settings) => s,
+        Ok(s) => return Decision::allow(s.kind),
+        Err(kind) => return Decision::allow(kind),
     };
-    let Some(obj) = req.object.as_ref() else {
-        return Decision::allow(kind);
-    };
-    // An object being deleted only sees finalizer removals: never block or change those.
-    if obj.metadata.deletion_timestamp.is_some() {
-        return Decision::allow(kind);
-    }
-    let name = target::name_of(req, obj);
-    let namespace = target::namespace_of(req, obj);
-    let is_target = match kind {
-        Kind::ServiceAccount => name == settings.service_account,
-        Kind::Deployment => target::is_target_deployment(name, &obj.data, settings),
-        Kind::ConfigMap | Kind::Other => false,
-    };
-    if !is_target || snapshot.is_opted_out(namespace) || target::opted_out(&obj.metadata) {
-        return Decision::allow(kind);
-    }
+    let (kind, obj, namespace) = (s.kind, s.obj, s.namespace);
     let mut decision = Decision::allow(kind);
     let config = match snapshot.resolve(namespace) {
         Resolved::Config(c, _) => c,

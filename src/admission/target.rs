@@ -1,9 +1,10 @@
 //! What an admission request is about: which of our targets, and the parts of it we read.
 
-use kube::core::admission::AdmissionRequest;
+use kube::core::admission::{AdmissionRequest, Operation};
 use kube::core::{DynamicObject, ObjectMeta};
 use serde_json::{Map, Value};
 
+use crate::config::ConfigSnapshot;
 use crate::settings::{INJECT_LABEL, SKIP_CONTAINERS_ANNOTATION, Settings};
 
 /// The kinds of object the webhook cares about.
@@ -46,6 +47,53 @@ impl Kind {
             Self::ConfigMap => "ConfigMap",
             Self::Other => "Other",
         }
+    }
+}
+
+/// The object a CREATE or UPDATE is about, with its name and namespace.
+pub struct Subject<'a> {
+    /// What kind of object.
+    pub kind: Kind,
+    /// The object.
+    pub obj: &'a DynamicObject,
+    /// Its name.
+    pub name: &'a str,
+    /// Its namespace.
+    pub namespace: &'a str,
+}
+
+impl<'a> Subject<'a> {
+    /// The subject of `req`, or `Err(kind)` when the webhook never acts on the request: other
+    /// operations, no object, or an object being deleted (it only sees finalizer removals, which
+    /// must never be blocked or changed).
+    pub fn of(req: &'a AdmissionRequest<DynamicObject>) -> Result<Self, Kind> {
+        let kind = Kind::of_request(req);
+        let (Operation::Create | Operation::Update) = req.operation else {
+            return Err(kind);
+        };
+        let Some(obj) = req.object.as_ref() else {
+            return Err(kind);
+        };
+        if obj.metadata.deletion_timestamp.is_some() {
+            return Err(kind);
+        }
+        Ok(Self {
+            kind,
+            obj,
+            name: name_of(req, obj),
+            namespace: namespace_of(req, obj),
+        })
+    }
+
+    /// Is this the target ServiceAccount, or a Deployment running as it, and not opted out
+    /// (object label or namespace)?
+    pub fn is_managed_target(&self, snapshot: &ConfigSnapshot, settings: &Settings) -> bool {
+        let is_target = match self.kind {
+            Kind::ServiceAccount => self.name == settings.service_account,
+            Kind::Deployment => is_target_deployment(self.name, &self.obj.data, settings),
+            Kind::ConfigMap | Kind::Other => false,
+        };
+        is_target && !snapshot.is_opted_out(self.namespace) && !opted_out(&self.obj.metadata)
     }
 }
 

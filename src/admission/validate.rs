@@ -1,10 +1,10 @@
 //! Validation: the ConfigMap's rules, and target objects that disagree with the resolved config.
 
 use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, Operation};
+use kube::core::admission::AdmissionRequest;
 use serde_json::Value;
 
-use super::target::{self, Kind};
+use super::target::{self, Kind, Subject};
 use super::violation::{Denial, Found, Violation};
 use super::{Decision, warnings};
 use crate::config::{
@@ -18,19 +18,11 @@ pub fn validate(
     snapshot: &ConfigSnapshot,
     settings: &Settings,
 ) -> Decision {
-    let kind = Kind::of_request(req);
-    let (Operation::Create | Operation::Update) = req.operation else {
-        return Decision::allow(kind);
+    let s = match Subject::of(req) {
+        Ok(s) => s,
+        Err(kind) => return Decision::allow(kind),
     };
-    let Some(obj) = req.object.as_ref() else {
-        return Decision::allow(kind);
-    };
-    // An object being deleted only sees finalizer removals: never block or change those.
-    if obj.metadata.deletion_timestamp.is_some() {
-        return Decision::allow(kind);
-    }
-    let name = target::name_of(req, obj);
-    let namespace = target::namespace_of(req, obj);
+    let (kind, obj, name, namespace) = (s.kind, s.obj, s.name, s.namespace);
     let mut violations = Vec::new();
     let mut warns = Vec::new();
     match kind {
@@ -41,11 +33,7 @@ pub fn validate(
             }
         }
         Kind::ServiceAccount | Kind::Deployment => {
-            let is_target = match kind {
-                Kind::ServiceAccount => name == settings.service_account,
-                _ => target::is_target_deployment(name, &obj.data, settings),
-            };
-            if !is_target || snapshot.is_opted_out(namespace) || target::opted_out(&obj.metadata) {
+            if !s.is_managed_target(snapshot, settings) {
                 return Decision::allow(kind);
             }
             let resolved = snapshot.resolve(namespace);
