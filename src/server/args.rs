@@ -106,7 +106,7 @@ pub struct HttpArgs {
     #[arg(long, env = "CARTO_WI_HEADER_READ_TIMEOUT", default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
 
-    /// Time allowed for a whole request, body included; later requests get 408.
+    /// Time allowed for a request's body to arrive; a slower request gets 408.
     #[arg(long, env = "CARTO_WI_REQUEST_TIMEOUT", default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
@@ -139,7 +139,12 @@ pub struct AdminArgs {
 #[command(next_help_heading = "Logging")]
 pub struct LogArgs {
     /// Log line format (on standard error).
-    #[arg(long, env = "CARTO_WI_LOG_FORMAT", default_value = "json")]
+    #[arg(
+        long,
+        env = "CARTO_WI_LOG_FORMAT",
+        default_value = "json",
+        value_name = "json|text"
+    )]
     pub log_format: LogFormat,
 
     /// Log filter, RUST_LOG syntax: a level (error, warn, info, debug, trace) or directives such
