@@ -21,7 +21,7 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the HTTPS admission server (standalone with --config, otherwise against a cluster).
+    /// Run the HTTPS admission server (standalone: --config FILE is every namespace's config).
     Serve(Box<crate::server::ServeArgs>),
     /// Check a Workload Identity ConfigMap (or env file) offline and print the IAM binding.
     Check(CheckArgs),
