@@ -39,7 +39,7 @@ impl fmt::Display for Rule {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigProblem {
     /// A required key is absent.
-    #[error("{key}: required key is missing (example: {key}: \"{example}\")")]
+    #[error("{key}: required key is missing; e.g. {key}: \"{example}\"")]
     Missing {
         /// The missing key.
         key: &'static str,
@@ -47,7 +47,7 @@ pub enum ConfigProblem {
         example: &'static str,
     },
     /// A value breaks a rule.
-    #[error("{key}: {value:?} {rule} (example: \"{example}\")")]
+    #[error("{key}: {value:?} {rule}; e.g. \"{example}\"")]
     Invalid {
         /// The key at fault.
         key: String,
@@ -73,7 +73,7 @@ pub enum ConfigProblem {
         key: String,
     },
     /// A data value that is not a string (YAML `true` or `123` unquoted).
-    #[error("{key}: value must be a string; quote it (example: {key}: \"true\")")]
+    #[error("{key}: value must be a string; quote it, e.g. {key}: \"true\"")]
     NotAString {
         /// The key at fault.
         key: String,
