@@ -337,12 +337,12 @@ fn messages_name_the_key_the_rule_and_an_example() {
                 assert!(text.starts_with(BILLING_PROJECT), "{text}");
                 assert!(text.contains("\"Bad\""), "{text}");
                 assert!(text.contains("GCP project id"), "{text}");
-                assert!(text.contains("example: \"my-billing-project\""), "{text}");
+                assert!(text.contains("e.g. \"my-billing-project\""), "{text}");
             }
             ConfigProblem::Missing { key, .. } => {
                 assert!(text.starts_with(key), "{text}");
                 assert!(text.contains("required key is missing"), "{text}");
-                assert!(text.contains("example"), "{text}");
+                assert!(text.contains("e.g."), "{text}");
             }
             other => panic!("unexpected {other:?}"),
         }
