@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use json_patch::Patch;
 
+pub mod decode;
 mod mutate;
 pub mod patch;
 pub mod request;

@@ -1,0 +1,178 @@
+//! In-process cost of one admission review (criterion).
+//!
+//! - `carto/*`: the CARTO `carto-workspace-api` Deployment, the `carto-common-backend`
+//!   ServiceAccount and the configuration ConfigMap. `full` = parse the AdmissionReview JSON body,
+//!   decide, write the response JSON (everything the server does but HTTP and TLS); `decision` =
+//!   the pure core on an already parsed request.
+//! - `size/*`: synthetic Deployments of 1, 8, 32, 128 containers × 50 env vars (cost vs. object
+//!   size; throughput is reported in bytes of request body).
+//! - `namespaces/*`: the workspace-api review with 1, 1,000 and 10,000 namespace ConfigMaps in the
+//!   snapshot (cost must not grow with the cache).
+
+mod common;
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use carto_wi_webhook::admission::wire::ReviewResponse;
+use carto_wi_webhook::admission::{self, Webhook};
+use carto_wi_webhook::config::ConfigSnapshot;
+use carto_wi_webhook::settings::Settings;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use serde_json::Value;
+
+fn bench_pair(
+    c: &mut Criterion,
+    group: &str,
+    obj: &Value,
+    snap: &ConfigSnapshot,
+    settings: &Settings,
+    webhooks: &[Webhook],
+) {
+    let mut g = c.benchmark_group(group);
+    for &w in webhooks {
+        // The validating webhook sees the object after mutation, as in the API server.
+        let input = match w {
+            Webhook::Mutate => obj.clone(),
+            Webhook::Validate => common::mutated(obj, snap, settings),
+        };
+        let body = common::review_body(&input, "CREATE");
+        let req = common::parse_request(&body);
+        g.bench_function(format!("{}/full", w.as_str()), |b| {
+            b.iter(|| common::handle(w, black_box(&body), snap, settings))
+        });
+        g.bench_function(format!("{}/decision", w.as_str()), |b| {
+            b.iter(|| admission::review(w, black_box(&req), snap, settings))
+        });
+        // The stages of `full`, and `full` with the parser the server had before the fix.
+        g.bench_function(format!("{}/parse", w.as_str()), |b| {
+            b.iter(|| common::parse_request(black_box(&body)))
+        });
+        let decision = admission::review(w, &req, snap, settings);
+        g.bench_function(format!("{}/respond", w.as_str()), |b| {
+            b.iter(|| {
+                let r = ReviewResponse::from_decision(req.uid.clone(), black_box(&decision));
+                serde_json::to_vec(&r).expect("serializes")
+            })
+        });
+        g.bench_function(format!("{}/full_derived_parse", w.as_str()), |b| {
+            b.iter(|| {
+                common::handle_with(
+                    common::parse_request_derived,
+                    w,
+                    black_box(&body),
+                    snap,
+                    settings,
+                )
+            })
+        });
+    }
+    g.finish();
+}
+
+fn carto(c: &mut Criterion) {
+    let settings = Settings::default();
+    let snap = ConfigSnapshot::with_default(common::config_entry());
+    let both = [Webhook::Mutate, Webhook::Validate];
+    bench_pair(
+        c,
+        "carto/workspace-api",
+        &common::workspace_api(),
+        &snap,
+        &settings,
+        &both,
+    );
+    bench_pair(
+        c,
+        "carto/service-account",
+        &common::common_backend_sa(),
+        &snap,
+        &settings,
+        &both,
+    );
+    bench_pair(
+        c,
+        "carto/configmap",
+        &common::configmap_valid(),
+        &snap,
+        &settings,
+        &[Webhook::Validate],
+    );
+}
+
+fn parsers(c: &mut Criterion) {
+    let body = common::review_body(&common::workspace_api(), "CREATE");
+    let mut g = c.benchmark_group("parse/workspace-api");
+    g.bench_function("one_pass", |b| {
+        b.iter(|| common::parse_request(black_box(&body)))
+    });
+    g.bench_function("derived_envelope", |b| {
+        b.iter(|| common::parse_request_derived(black_box(&body)))
+    });
+    g.bench_function("kube_admission_review", |b| {
+        b.iter(|| common::parse_request_kube_review(black_box(&body)))
+    });
+    g.bench_function("serde_json_value", |b| {
+        b.iter(|| serde_json::from_slice::<Value>(black_box(&body)).expect("json"))
+    });
+    g.finish();
+}
+
+fn size(c: &mut Criterion) {
+    let settings = Settings::default();
+    let snap = ConfigSnapshot::with_default(common::config_entry());
+    let mut g = c.benchmark_group("size");
+    for n in [1usize, 8, 32, 128] {
+        let obj = common::synthetic_deployment(n, 50);
+        let body = common::review_body(&obj, "CREATE");
+        let req = common::parse_request(&body);
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_with_input(BenchmarkId::new("mutate/full", n), &body, |b, body| {
+            b.iter(|| common::handle(Webhook::Mutate, black_box(body), &snap, &settings))
+        });
+        g.bench_with_input(BenchmarkId::new("mutate/decision", n), &req, |b, req| {
+            b.iter(|| admission::mutate(black_box(req), &snap, &settings))
+        });
+        let vbody = common::review_body(&common::mutated(&obj, &snap, &settings), "CREATE");
+        g.throughput(Throughput::Bytes(vbody.len() as u64));
+        g.bench_with_input(BenchmarkId::new("validate/full", n), &vbody, |b, body| {
+            b.iter(|| common::handle(Webhook::Validate, black_box(body), &snap, &settings))
+        });
+    }
+    g.finish();
+}
+
+fn namespaces(c: &mut Criterion) {
+    let settings = Settings::default();
+    let mut g = c.benchmark_group("namespaces");
+    for n in [1usize, 1_000, 10_000] {
+        let snap = common::snapshot_with_namespaces(n);
+        // A namespace that has its own ConfigMap (the last one inserted).
+        let obj = common::in_namespace(&common::workspace_api(), &format!("ns-{}", n - 1));
+        let req = common::parse_request(&common::review_body(&obj, "CREATE"));
+        g.bench_with_input(BenchmarkId::new("mutate/decision", n), &req, |b, req| {
+            b.iter(|| admission::mutate(black_box(req), &snap, &settings))
+        });
+        let vobj = common::mutated(&obj, &snap, &settings);
+        let vreq = common::parse_request(&common::review_body(&vobj, "CREATE"));
+        g.bench_with_input(BenchmarkId::new("validate/decision", n), &vreq, |b, req| {
+            b.iter(|| admission::validate(black_box(req), &snap, &settings))
+        });
+    }
+    g.finish();
+}
+
+fn config() -> Criterion {
+    // Short but stable on 2 cores; override on the command line (e.g. --measurement-time 10).
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(50)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = carto, parsers, size, namespaces
+}
+criterion_main!(benches);

@@ -1,0 +1,236 @@
+//! Inputs shared by the benchmarks (criterion benches, the memory bench and the load generator):
+//! realistic AdmissionReview bodies built from the CARTO chart fixture, synthetic Deployments and
+//! snapshots holding many namespace ConfigMaps.
+//!
+//! Included with `#[path]` from `examples/loadbench.rs` too, so not every item is used everywhere.
+#![allow(dead_code)]
+
+use carto_wi_webhook::admission::wire::ReviewResponse;
+use carto_wi_webhook::admission::{Decision, Webhook};
+use carto_wi_webhook::config::{ConfigEntry, ConfigSnapshot, WorkloadIdentityConfig};
+use carto_wi_webhook::settings::Settings;
+use carto_wi_webhook::yaml;
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionReview};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// The CARTO plain install (helm output), as committed in tests/fixtures.
+pub const CARTO_PLAIN: &str = include_str!("../../tests/fixtures/carto-plain.yaml");
+/// The valid Workload Identity ConfigMap, as committed in tests/fixtures.
+pub const CONFIGMAP_VALID: &str = include_str!("../../tests/fixtures/configmap-valid.yaml");
+
+/// One object of the CARTO fixture, by kind and name.
+pub fn carto_object(kind: &str, name: &str) -> Value {
+    yaml::split_documents(CARTO_PLAIN)
+        .into_iter()
+        .filter(|d| !d.is_empty())
+        .filter_map(|d| yaml::parse(d.text).ok())
+        .find(|v| {
+            v["kind"] == kind && v.pointer("/metadata/name").and_then(Value::as_str) == Some(name)
+        })
+        .unwrap_or_else(|| panic!("{kind} {name} is not in carto-plain.yaml"))
+}
+
+/// The `carto-workspace-api` Deployment: runs as `carto-common-backend`, one container with two
+/// `valueFrom` env vars, and an init container.
+pub fn workspace_api() -> Value {
+    carto_object("Deployment", "carto-workspace-api")
+}
+
+/// The `carto-common-backend` ServiceAccount.
+pub fn common_backend_sa() -> Value {
+    carto_object("ServiceAccount", "carto-common-backend")
+}
+
+/// The valid configuration ConfigMap object.
+pub fn configmap_valid() -> Value {
+    yaml::parse(CONFIGMAP_VALID).expect("configmap-valid.yaml parses")
+}
+
+/// The data of the valid ConfigMap.
+pub fn config_data() -> BTreeMap<String, String> {
+    carto_wi_webhook::config::config_map_data(&configmap_valid()).expect("valid data")
+}
+
+/// The configuration of the valid ConfigMap, as a snapshot entry.
+pub fn config_entry() -> ConfigEntry {
+    ConfigEntry::from_result(WorkloadIdentityConfig::from_data(&config_data()))
+}
+
+/// A snapshot with the fixture config as the cluster default and `n` namespace ConfigMaps
+/// (`ns-0` .. `ns-{n-1}`), each parsed from its own data (distinct owner ids, so distinct hashes).
+pub fn snapshot_with_namespaces(n: usize) -> ConfigSnapshot {
+    let mut snap = ConfigSnapshot::with_default(config_entry());
+    let base = config_data();
+    for i in 0..n {
+        let mut data = base.clone();
+        data.insert(
+            "WORKSPACE_WORKLOAD_IDENTITY_CONNECTION_OWNER_ID".into(),
+            format!("auth0|bench-owner-{i:06}"),
+        );
+        let entry = ConfigEntry::from_result(WorkloadIdentityConfig::from_data(&data));
+        assert!(matches!(entry, ConfigEntry::Valid(_)));
+        snap.set_namespace(format!("ns-{i}"), entry);
+    }
+    snap
+}
+
+/// A copy of `obj` placed in namespace `ns`.
+pub fn in_namespace(obj: &Value, ns: &str) -> Value {
+    let mut o = obj.clone();
+    o["metadata"]["namespace"] = json!(ns);
+    o
+}
+
+/// A Deployment running as `carto-common-backend` with `containers` containers of `envs` literal
+/// env vars each.
+pub fn synthetic_deployment(containers: usize, envs: usize) -> Value {
+    let containers: Vec<Value> = (0..containers)
+        .map(|c| {
+            let env: Vec<Value> = (0..envs)
+                .map(|e| json!({"name": format!("APP_SETTING_{e:03}"), "value": format!("value-{c}-{e}")}))
+                .collect();
+            json!({
+                "name": format!("app-{c}"),
+                "image": "us-docker.pkg.dev/carto-onprem-artifacts/gcr.io/workspace-api:2026.8.11",
+                "env": env,
+            })
+        })
+        .collect();
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": format!("synthetic-{}", containers.len()), "namespace": "carto",
+                     "labels": {"app.kubernetes.io/name": "synthetic"}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": "synthetic"}},
+            "template": {
+                "metadata": {"labels": {"app.kubernetes.io/name": "synthetic"}},
+                "spec": {"serviceAccountName": "carto-common-backend", "containers": containers},
+            },
+        },
+    })
+}
+
+/// The AdmissionReview body the API server sends for `operation` of `obj` (JSON, as on the wire).
+pub fn review_body(obj: &Value, operation: &str) -> Vec<u8> {
+    let api_version = obj["apiVersion"].as_str().expect("apiVersion");
+    let kind = obj["kind"].as_str().expect("kind");
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let resource = format!("{}s", kind.to_ascii_lowercase());
+    let gvk = json!({"group": group, "version": version, "kind": kind});
+    let gvr = json!({"group": group, "version": version, "resource": resource});
+    let old = if operation == "UPDATE" {
+        obj.clone()
+    } else {
+        Value::Null
+    };
+    let review = json!({
+        "kind": "AdmissionReview",
+        "apiVersion": "admission.k8s.io/v1",
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": gvk,
+            "resource": gvr,
+            "requestKind": gvk,
+            "requestResource": gvr,
+            "name": obj["metadata"]["name"],
+            "namespace": obj["metadata"]["namespace"],
+            "operation": operation,
+            "userInfo": {
+                "username": "system:serviceaccount:kube-system:helm",
+                "uid": "014fbff9-a07c-4e8b-9a2e-1d6f4c0a5e11",
+                "groups": ["system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"],
+            },
+            "object": obj,
+            "oldObject": old,
+            "dryRun": false,
+            "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": "helm"},
+        },
+    });
+    serde_json::to_vec(&review).expect("serializes")
+}
+
+/// The AdmissionReview envelope as the server reads it (`src/server/router.rs`): `apiVersion`,
+/// `kind` and `request`, with the request read in one pass by `admission::decode`.
+#[derive(serde::Deserialize)]
+pub struct Envelope {
+    #[serde(rename = "apiVersion", default)]
+    pub api_version: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "carto_wi_webhook::admission::decode::deserialize_request"
+    )]
+    pub request: Option<AdmissionRequest<DynamicObject>>,
+}
+
+/// The same envelope with kube-core's derived `AdmissionRequest<DynamicObject>` (serde buffers
+/// each object for `DynamicObject`'s flattened fields): the server's parse before the fix.
+#[derive(serde::Deserialize)]
+pub struct DerivedEnvelope {
+    #[serde(rename = "apiVersion", default)]
+    pub api_version: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub request: Option<AdmissionRequest<DynamicObject>>,
+}
+
+/// Parse an AdmissionReview body into the request the core takes (the server's way).
+pub fn parse_request(body: &[u8]) -> AdmissionRequest<DynamicObject> {
+    let env: Envelope = serde_json::from_slice(body).expect("an AdmissionReview");
+    env.request.expect("a request")
+}
+
+/// The same with the derived implementation (before the fix).
+pub fn parse_request_derived(body: &[u8]) -> AdmissionRequest<DynamicObject> {
+    let env: DerivedEnvelope = serde_json::from_slice(body).expect("an AdmissionReview");
+    env.request.expect("a request")
+}
+
+/// The same with kube-core's `AdmissionReview` (its flattened `TypeMeta` buffers the whole body
+/// once more).
+pub fn parse_request_kube_review(body: &[u8]) -> AdmissionRequest<DynamicObject> {
+    let review: AdmissionReview<DynamicObject> =
+        serde_json::from_slice(body).expect("an AdmissionReview");
+    review.try_into().expect("a request")
+}
+
+/// The whole request path minus HTTP: parse the body, decide, write the response body.
+pub fn handle(
+    webhook: Webhook,
+    body: &[u8],
+    snapshot: &ConfigSnapshot,
+    settings: &Settings,
+) -> Vec<u8> {
+    handle_with(parse_request, webhook, body, snapshot, settings)
+}
+
+/// [`handle`] with another parser.
+pub fn handle_with(
+    parse: fn(&[u8]) -> AdmissionRequest<DynamicObject>,
+    webhook: Webhook,
+    body: &[u8],
+    snapshot: &ConfigSnapshot,
+    settings: &Settings,
+) -> Vec<u8> {
+    let req = parse(body);
+    let decision = carto_wi_webhook::admission::review(webhook, &req, snapshot, settings);
+    let resp = ReviewResponse::from_decision(req.uid.clone(), &decision);
+    serde_json::to_vec(&resp).expect("a response serializes")
+}
+
+/// `obj` after the mutating webhook's patch (what the validating webhook then sees).
+pub fn mutated(obj: &Value, snapshot: &ConfigSnapshot, settings: &Settings) -> Value {
+    let req = parse_request(&review_body(obj, "CREATE"));
+    let d: Decision = carto_wi_webhook::admission::mutate(&req, snapshot, settings);
+    let mut out = obj.clone();
+    if let Some(p) = &d.patch {
+        json_patch::patch(&mut out, p).expect("the patch applies");
+    }
+    out
+}
