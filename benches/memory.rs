@@ -10,7 +10,7 @@
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 
 use carto_wi_webhook::admission::Webhook;
 use carto_wi_webhook::config::ConfigSnapshot;
@@ -22,8 +22,13 @@ struct Counting;
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
 static COUNT: AtomicUsize = AtomicUsize::new(0);
+/// Off for `--repeat` (timing and instruction counts without the counters' atomics).
+static COUNTING: AtomicBool = AtomicBool::new(true);
 
 fn grow(n: usize) {
+    if !COUNTING.load(Relaxed) {
+        return;
+    }
     let live = LIVE.fetch_add(n, Relaxed) + n;
     PEAK.fetch_max(live, Relaxed);
     COUNT.fetch_add(1, Relaxed);
@@ -42,14 +47,16 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.alloc_zeroed(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size(), Relaxed);
+        if COUNTING.load(Relaxed) {
+            LIVE.fetch_sub(l.size(), Relaxed);
+        }
         // SAFETY: `p` came from `System` with this layout.
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
         if new >= l.size() {
             grow(new - l.size());
-        } else {
+        } else if COUNTING.load(Relaxed) {
             LIVE.fetch_sub(l.size() - new, Relaxed);
             COUNT.fetch_add(1, Relaxed);
         }
@@ -92,9 +99,44 @@ fn review_cost(w: Webhook, body: &[u8], snap: &ConfigSnapshot, s: &Settings) -> 
     (peak, allocs)
 }
 
+/// `--repeat CASE N`: run one case N times and exit, for instruction counts under
+/// `valgrind --tool=callgrind` (the difference between two N gives the cost of one).
+fn repeat(case: &str, n: usize) {
+    COUNTING.store(false, Relaxed);
+    let settings = Settings::default();
+    let snap = ConfigSnapshot::with_default(common::config_entry());
+    let obj = common::workspace_api();
+    let body = common::review_body(&obj, "CREATE");
+    let vbody = common::review_body(&common::mutated(&obj, &snap, &settings), "CREATE");
+    for _ in 0..n {
+        match case {
+            "parse" => drop(std::hint::black_box(common::parse_request(&body))),
+            "parse_derived" => drop(std::hint::black_box(common::parse_request_derived(&body))),
+            "parse_value" => drop(std::hint::black_box(
+                serde_json::from_slice::<serde_json::Value>(&body).expect("json"),
+            )),
+            "mutate_full" => drop(common::handle(Webhook::Mutate, &body, &snap, &settings)),
+            "validate_full" => drop(common::handle(Webhook::Validate, &vbody, &snap, &settings)),
+            "mutate_full_derived" => drop(common::handle_with(
+                common::parse_request_derived,
+                Webhook::Mutate,
+                &body,
+                &snap,
+                &settings,
+            )),
+            other => panic!("unknown case {other}"),
+        }
+    }
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--repeat") {
+        let n = args.get(i + 2).and_then(|n| n.parse().ok()).unwrap_or(1);
+        return repeat(&args[i + 1], n);
+    }
     // `cargo bench` passes `--bench`; `cargo test --benches` runs with no such flag: do nothing.
-    if !std::env::args().any(|a| a == "--bench") {
+    if !args.iter().any(|a| a == "--bench") {
         return;
     }
     let settings = Settings::default();

@@ -150,14 +150,18 @@ async fn read_body(mut body: Body, capacity: usize) -> Result<Option<Bytes>, axu
 }
 
 /// The AdmissionReview envelope, read without kube-core's flattened `TypeMeta` (which makes serde
-/// buffer the whole document before reading it again).
+/// buffer the whole document before reading it again); the request is read in one pass too
+/// (`DynamicObject` flattens its fields as well: see `admission::decode`).
 #[derive(Deserialize)]
 struct Envelope {
     #[serde(rename = "apiVersion", default)]
     api_version: Option<String>,
     #[serde(default)]
     kind: Option<String>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "crate::admission::decode::deserialize_request"
+    )]
     request: Option<AdmissionRequest<DynamicObject>>,
 }
 
