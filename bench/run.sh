@@ -26,16 +26,36 @@ echo "== build (release)" >&2
 cargo build --release --quiet --bin carto-wi-webhook --example floor_server --example loadbench
 cargo bench --quiet --no-run --bench admission --bench memory 2>/dev/null
 
-echo "== in-process (criterion)" >&2
-cargo bench --quiet --bench admission 2>&1 | grep -E '^[a-z].*|time:' > "$OUT/criterion.txt" || true
-echo "== memory (counting allocator)" >&2
-BENCH_OUT="$OUT" cargo bench --quiet --bench memory > "$OUT/memory.txt"
-
 PIN_CLIENT=()
+PIN_SERVER=()
 SERVER_CPUS=()
 if [ "$(nproc)" -ge 2 ] && command -v taskset > /dev/null; then
     PIN_CLIENT=(taskset -c 0)
+    PIN_SERVER=(taskset -c 1)
     SERVER_CPUS=(--server-cpus 1)
+fi
+
+echo "== in-process (criterion)" >&2
+"${PIN_SERVER[@]}" cargo bench --quiet --bench admission 2>&1 | grep -E '^[a-z].*|time:' > "$OUT/criterion.txt" || true
+echo "== memory (counting allocator)" >&2
+BENCH_OUT="$OUT" cargo bench --quiet --bench memory > "$OUT/memory.txt"
+
+# Instructions per review (callgrind): exact and repeatable, unlike time on a shared machine.
+if command -v valgrind > /dev/null; then
+    echo "== instructions per review (callgrind)" >&2
+    MEMBIN=$(cargo bench --bench memory --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*\)).*/\1/p' | tail -1)
+    ir() { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$MEMBIN" --repeat "$1" "$2" 2>&1 |
+        sed -n 's/.*Collected : \([0-9]*\).*/\1/p'; }
+    {
+        echo "{"
+        sep=""
+        for c in parse parse_derived mutate_full mutate_full_derived validate_full; do
+            a=$(ir "$c" 20); b=$(ir "$c" 220)
+            printf '%s"%s": %d\n' "$sep" "$c" $(((b - a) / 200))
+            sep=","
+        done
+        echo "}"
+    } > "$OUT/instructions.json"
 fi
 echo "== over the wire: ${RUNS} runs × (floor, webhook) × (http/1.1, h2) × (saturation, fixed rate)" >&2
 # Bounded: every phase has a fixed duration; the servers are killed when the run ends.

@@ -866,7 +866,37 @@ fn report(out: &Path, criterion: &Path, binary: &Path) -> anyhow::Result<()> {
         let v = crit(criterion, id);
         row(&[label, "≤ 20 µs", &us(v), verdict(v <= 20_000.0)]);
     }
+    if let Ok(b) = std::fs::read(out.join("instructions.json"))
+        && let Ok(ir) = serde_json::from_slice::<Value>(&b)
+    {
+        let k = |c: &str| ir[c].as_f64().unwrap_or(f64::NAN) / 1000.0;
+        row(&[
+            "in-process, instructions (callgrind): mutate / validate workspace-api (full)",
+            "",
+            &format!(
+                "{:.0}k / {:.0}k (mutate with the derived parse: {:.0}k)",
+                k("mutate_full"),
+                k("validate_full"),
+                k("mutate_full_derived")
+            ),
+            "",
+        ]);
+        row(&[
+            "in-process, instructions (callgrind): parse, one pass / derived",
+            "",
+            &format!("{:.0}k / {:.0}k", k("parse"), k("parse_derived")),
+            "",
+        ]);
+    }
     for (label, id) in [
+        (
+            "in-process: parse the workspace-api review (one pass)",
+            "carto_workspace-api/mutate_parse",
+        ),
+        (
+            "in-process: mutate workspace-api, full with the derived parse (before the fix)",
+            "carto_workspace-api/mutate_full_derived_parse",
+        ),
         (
             "in-process: mutate workspace-api, decision only",
             "carto_workspace-api/mutate_decision",
