@@ -443,16 +443,24 @@ async fn accept_loop(
     graceful
 }
 
-/// Set up logging on standard error, as JSON lines or text.
-pub fn init_logging(args: &args::LogArgs) -> Result<(), StartError> {
+/// Set up logging on standard error, as JSON lines or text; the guard flushes it when dropped.
+pub fn init_logging(
+    args: &args::LogArgs,
+) -> Result<Option<tracing_appender::non_blocking::WorkerGuard>, StartError> {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(&args.log_level).map_err(|e| StartError::LogFilter {
         value: args.log_level.clone(),
         message: e.to_string(),
     })?;
+    // Lines are written by a dedicated thread, so a request's log line never costs its worker a
+    // write(2). Not lossy: when the buffer is full the caller waits rather than drop audit lines.
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("carto-wi-log")
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let installed = match args.log_format {
         LogFormat::Json => builder
             .json()
@@ -462,14 +470,14 @@ pub fn init_logging(args: &args::LogArgs) -> Result<(), StartError> {
             .try_init(),
         LogFormat::Text => builder.try_init(),
     };
-    // Already installed (e.g. by a test harness): keep that one.
-    let _ = installed;
-    Ok(())
+    // Already installed (e.g. by a test harness): keep that one (and drop our writer).
+    Ok(installed.is_ok().then_some(guard))
 }
 
 /// Run `serve`: log setup, runtime, start, serve until SIGTERM/SIGINT, drain, exit.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging(&args.log)?;
+    // Flushes the log writer when `run` returns, whatever the outcome.
+    let _log_guard = init_logging(&args.log)?;
     if args.config.is_none() {
         return Err(StartError::ClusterModeUnavailable.into());
     }
