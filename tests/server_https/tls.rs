@@ -282,86 +282,81 @@ async fn startup_errors_name_the_flag() {
     write(&files.path("garbage.pem"), "not pem at all");
     let p = |n: &str| files.path(n).display().to_string();
 
-    let msg = start_error(serve_args(&[])).await;
-    assert!(
-        msg.contains("cluster mode") && msg.contains("--config"),
-        "{msg}"
-    );
-
-    let msg = start_error(serve_args(&["--config", &p("missing.yaml")])).await;
-    assert!(
-        msg.starts_with("--config ") && msg.contains("cannot read"),
-        "{msg}"
-    );
-
     write(
         &files.path("bad.yaml"),
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata:\n  WORKSPACE_WORKLOAD_IDENTITY_BILLING_PROJECT: X\n",
     );
-    let msg = start_error(serve_args(&["--config", &p("bad.yaml")])).await;
-    assert!(
-        msg.starts_with("--config ") && msg.contains("invalid"),
-        "{msg}"
-    );
-
-    let msg = start_error(serve_args(&[
-        "--config",
-        &config,
-        "--tls-cert",
-        &p("a.crt"),
-        "--tls-key",
-        &p("b.key"),
-    ]))
-    .await;
-    assert!(
-        msg.contains("--tls-key") && msg.contains("does not match"),
-        "{msg}"
-    );
-
-    let msg = start_error(serve_args(&[
-        "--config",
-        &config,
-        "--tls-cert",
-        &p("garbage.pem"),
-        "--tls-key",
-        &p("b.key"),
-    ]))
-    .await;
-    assert!(msg.starts_with("--tls-cert"), "{msg}");
-
-    let msg = start_error(serve_args(&[
-        "--config",
-        &config,
-        "--tls-cert",
-        &p("a.crt"),
-        "--tls-key",
-        &p("garbage.pem"),
-    ]))
-    .await;
-    assert!(msg.starts_with("--tls-key"), "{msg}");
-
-    let msg = start_error(serve_args(&[
-        "--config",
-        &config,
-        "--tls-cert",
-        &p("nope.crt"),
-        "--tls-key",
-        &p("b.key"),
-    ]))
-    .await;
-    assert!(
-        msg.starts_with("--tls-cert") && msg.contains("cannot read"),
-        "{msg}"
-    );
-
-    let msg = start_error(serve_args(&[
-        "--config",
-        &config,
-        "--client-ca",
-        &p("garbage.pem"),
-    ]))
-    .await;
-    assert!(msg.starts_with("--client-ca"), "{msg}");
+    let (a_crt, b_key, garbage) = (p("a.crt"), p("b.key"), p("garbage.pem"));
+    let (missing, bad, nope) = (p("missing.yaml"), p("bad.yaml"), p("nope.crt"));
+    // (flags, the flag the message starts with, what it must also say)
+    let cases: Vec<(Vec<&str>, &str, &str)> = vec![
+        (vec![], "", "cluster mode"),
+        (vec!["--config", &missing], "--config ", "cannot read"),
+        (vec!["--config", &bad], "--config ", "invalid"),
+        (
+            vec![
+                "--config",
+                &config,
+                "--tls-cert",
+                &a_crt,
+                "--tls-key",
+                &b_key,
+            ],
+            "--tls-key",
+            "does not match",
+        ),
+        (
+            vec![
+                "--config",
+                &config,
+                "--tls-cert",
+                &garbage,
+                "--tls-key",
+                &b_key,
+            ],
+            "--tls-cert",
+            "",
+        ),
+        (
+            vec![
+                "--config",
+                &config,
+                "--tls-cert",
+                &a_crt,
+                "--tls-key",
+                &garbage,
+            ],
+            "--tls-key",
+            "",
+        ),
+        (
+            vec![
+                "--config",
+                &config,
+                "--tls-cert",
+                &nope,
+                "--tls-key",
+                &b_key,
+            ],
+            "--tls-cert",
+            "cannot read",
+        ),
+        (
+            vec!["--config", &config, "--client-ca", &garbage],
+            "--client-ca",
+            "",
+        ),
+    ];
+    for (flags, prefix, says) in cases {
+        let msg = start_error(serve_args(&flags)).await;
+        assert!(
+            msg.starts_with(prefix) && msg.contains(says),
+            "{flags:?}: {msg}"
+        );
+        if flags.is_empty() {
+            assert!(msg.contains("--config"), "{msg}");
+        }
+    }
 
     // A port in use.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
