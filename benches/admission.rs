@@ -106,6 +106,9 @@ fn parsers(c: &mut Criterion) {
     g.bench_function("one_pass", |b| {
         b.iter(|| common::parse_request(black_box(&body)))
     });
+    g.bench_function("one_pass_full", |b| {
+        b.iter(|| common::parse_request_full(black_box(&body)))
+    });
     g.bench_function("derived_envelope", |b| {
         b.iter(|| common::parse_request_derived(black_box(&body)))
     });

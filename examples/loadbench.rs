@@ -882,7 +882,7 @@ fn report(out: &Path, criterion: &Path, binary: &Path) -> anyhow::Result<()> {
             "",
         ]);
         row(&[
-            "in-process, instructions (callgrind): parse, one pass / derived",
+            "in-process, instructions (callgrind): parse, pruned (the server's) / derived",
             "",
             &format!("{:.0}k / {:.0}k", k("parse"), k("parse_derived")),
             "",
@@ -890,7 +890,7 @@ fn report(out: &Path, criterion: &Path, binary: &Path) -> anyhow::Result<()> {
     }
     for (label, id) in [
         (
-            "in-process: parse the workspace-api review (one pass)",
+            "in-process: parse the workspace-api review (pruned, the server's)",
             "carto_workspace-api/mutate_parse",
         ),
         (

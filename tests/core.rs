@@ -14,5 +14,7 @@ mod mutation;
 mod offline;
 #[path = "core/props.rs"]
 mod props;
+#[path = "core/pruned.rs"]
+mod pruned;
 #[path = "core/validation.rs"]
 mod validation;

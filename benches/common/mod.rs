@@ -154,9 +154,25 @@ pub fn review_body(obj: &Value, operation: &str) -> Vec<u8> {
 }
 
 /// The AdmissionReview envelope as the server reads it (`src/server/router.rs`): `apiVersion`,
-/// `kind` and `request`, with the request read in one pass by `admission::decode`.
+/// `kind` and `request`, with the request read in one pass by `admission::decode`, keeping only
+/// what the admission core reads.
 #[derive(serde::Deserialize)]
 pub struct Envelope {
+    #[serde(rename = "apiVersion", default)]
+    pub api_version: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "carto_wi_webhook::admission::decode::deserialize_request_for_review"
+    )]
+    pub request: Option<AdmissionRequest<DynamicObject>>,
+}
+
+/// The same envelope with the whole objects read in one pass (`decode::deserialize_request`):
+/// the server's parse before the pruning.
+#[derive(serde::Deserialize)]
+pub struct FullEnvelope {
     #[serde(rename = "apiVersion", default)]
     pub api_version: Option<String>,
     #[serde(default)]
@@ -183,6 +199,12 @@ pub struct DerivedEnvelope {
 /// Parse an AdmissionReview body into the request the core takes (the server's way).
 pub fn parse_request(body: &[u8]) -> AdmissionRequest<DynamicObject> {
     let env: Envelope = serde_json::from_slice(body).expect("an AdmissionReview");
+    env.request.expect("a request")
+}
+
+/// The same with whole objects (one pass, before the pruning).
+pub fn parse_request_full(body: &[u8]) -> AdmissionRequest<DynamicObject> {
+    let env: FullEnvelope = serde_json::from_slice(body).expect("an AdmissionReview");
     env.request.expect("a request")
 }
 

@@ -22,16 +22,46 @@
 //! let env: Envelope = serde_json::from_slice(body).unwrap();
 //! assert_eq!(env.request.unwrap().object.unwrap().metadata.name.as_deref(), Some("x"));
 //! ```
+//!
+//! # The server's parse: only what the admission core reads
+//!
+//! [`deserialize_request_for_review`] is a second entry point for the HTTP server. It reads the
+//! same request but materializes only what [`mutate`](super::mutate) and
+//! [`validate`](super::validate) read, and skips the rest with [`serde::de::IgnoredAny`] (still
+//! checked to be well-formed JSON, never allocated):
+//!
+//! - the request: everything but `userInfo` (left default), `oldObject` (left `None`) and
+//!   `options` (left `None`), which the core never reads (`userInfo` must still be present, as
+//!   for the full parse);
+//! - `object.metadata`: `name`, `namespace`, `labels`, `annotations`, `deletionTimestamp` only
+//!   (not `managedFields`, which the API server sends and can be large);
+//! - `object`'s other members: `apiVersion`, `kind`, `data` and `binaryData` (whole, for a
+//!   ConfigMap), and of `spec` only `template.metadata.annotations` and
+//!   `template.spec.{serviceAccountName, serviceAccount, containers, initContainers}`, where
+//!   every container keeps its place in the list but only its `name` and `env` (whole); `status`
+//!   and everything else is dropped. A member of another type than expected (a `spec` that is
+//!   not an object, a `containers` that is not a list...) is kept whole, so the core sees exactly
+//!   what it would have seen.
+//!
+//! **The result is for the admission core only**: it is not the object the API server sent, so
+//! never apply a patch to it, print it, store it or compare it; the offline `review` command
+//! uses [`request_from_slice`] for that. The contract is that `mutate` and `validate` give the
+//! same `Decision` as on the full parse (tests/core/pruned.rs). Malformed JSON, a missing
+//! required field and a wrong type in any part the core reads are errors as with the full
+//! parse; a wrong type inside a skipped part (`managedFields`, `status`, `userInfo`...) is not
+//! looked at.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use k8s_openapi::api::authentication::v1::UserInfo;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::core::admission::{AdmissionRequest, Operation};
 use kube::core::{DynamicObject, GroupVersionKind, GroupVersionResource, ObjectMeta, TypeMeta};
 use serde::Deserialize;
-use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde_json::{Map, Value};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
 
 /// `deserialize_with` for an `Option<AdmissionRequest<DynamicObject>>` field: the same result
 /// as the derived implementation, without serde's flatten buffering. `types` is left default
@@ -48,6 +78,309 @@ where
 /// Parse one `AdmissionRequest` (the value of an AdmissionReview's `request`).
 pub fn request_from_slice(json: &[u8]) -> serde_json::Result<AdmissionRequest<DynamicObject>> {
     serde_json::from_slice::<Request>(json).map(Request::into_request)
+}
+
+/// `deserialize_with` for the server's envelope: the request with only what the admission core
+/// reads (see the [module](self) documentation).
+///
+/// **Only for [`mutate`](super::mutate) / [`validate`](super::validate)**: the object is pruned
+/// (no `managedFields`, no `status`, containers reduced to `name` and `env`...), `oldObject`
+/// and `options` are `None` and `userInfo` is default. Never apply a patch to it, print it or
+/// keep it; use [`deserialize_request`] for that.
+pub fn deserialize_request_for_review<'de, D>(
+    d: D,
+) -> Result<Option<AdmissionRequest<DynamicObject>>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    Ok(Option::<ReviewRequest>::deserialize(d)?.map(ReviewRequest::into_request))
+}
+
+/// [`deserialize_request_for_review`] on one `AdmissionRequest` (the value of an
+/// AdmissionReview's `request`). Same restriction: for the admission core only.
+pub fn request_for_review_from_slice(
+    json: &[u8],
+) -> serde_json::Result<AdmissionRequest<DynamicObject>> {
+    serde_json::from_slice::<ReviewRequest>(json).map(ReviewRequest::into_request)
+}
+
+/// [`Request`] with what the core never reads skipped: `userInfo` (required, as in kube-core),
+/// `oldObject` and `options`; the object read by [`ReviewObject`].
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewRequest {
+    uid: String,
+    kind: GroupVersionKind,
+    resource: GroupVersionResource,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    #[serde(default)]
+    request_kind: Option<GroupVersionKind>,
+    #[serde(default)]
+    request_resource: Option<GroupVersionResource>,
+    #[serde(default)]
+    request_sub_resource: Option<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    operation: Operation,
+    #[allow(dead_code)]
+    user_info: IgnoredAny,
+    object: Option<ReviewObject>,
+    #[allow(dead_code)]
+    old_object: Option<IgnoredAny>,
+    #[serde(default)]
+    dry_run: bool,
+    #[allow(dead_code)]
+    #[serde(default)]
+    options: Option<IgnoredAny>,
+}
+
+impl ReviewRequest {
+    fn into_request(self) -> AdmissionRequest<DynamicObject> {
+        AdmissionRequest {
+            types: TypeMeta::default(),
+            uid: self.uid,
+            kind: self.kind,
+            resource: self.resource,
+            sub_resource: self.sub_resource,
+            request_kind: self.request_kind,
+            request_resource: self.request_resource,
+            request_sub_resource: self.request_sub_resource,
+            name: self.name,
+            namespace: self.namespace,
+            operation: self.operation,
+            user_info: UserInfo::default(),
+            object: self.object.map(|o| o.0),
+            old_object: None,
+            dry_run: self.dry_run,
+            options: None,
+        }
+    }
+}
+
+/// Which parts of a JSON value to keep.
+enum Shape {
+    /// The whole value.
+    Whole,
+    /// An object: these members (each with its own shape); the others are skipped.
+    Fields(&'static [(&'static str, Shape)]),
+    /// A list: every element (so indices stay right), each with this shape.
+    Each(&'static Shape),
+}
+
+/// A container: its name and its env (whole: `null` stays `null`, absent stays absent).
+const CONTAINER: Shape = Shape::Fields(&[("name", Shape::Whole), ("env", Shape::Whole)]);
+const CONTAINERS: Shape = Shape::Each(&CONTAINER);
+/// A Deployment's `spec`, as `target` reads it.
+const SPEC: Shape = Shape::Fields(&[(
+    "template",
+    Shape::Fields(&[
+        ("metadata", Shape::Fields(&[("annotations", Shape::Whole)])),
+        (
+            "spec",
+            Shape::Fields(&[
+                ("serviceAccountName", Shape::Whole),
+                ("serviceAccount", Shape::Whole),
+                ("containers", CONTAINERS),
+                ("initContainers", CONTAINERS),
+            ]),
+        ),
+    ]),
+)]);
+
+impl<'de> DeserializeSeed<'de> for &'static Shape {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        match self {
+            Shape::Whole => Value::deserialize(d),
+            shape => d.deserialize_any(Pruning(shape)),
+        }
+    }
+}
+
+/// Builds a `Value` as serde_json's own visitor does, pruned to a [`Shape`] where the value has
+/// the expected type (a value of another type is kept whole).
+struct Pruning(&'static Shape);
+
+impl<'de> Visitor<'de> for Pruning {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        self.0.deserialize(d)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        match self.0 {
+            Shape::Each(elem) => {
+                while let Some(v) = seq.next_element_seed(*elem)? {
+                    out.push(v);
+                }
+            }
+            _ => {
+                while let Some(v) = seq.next_element::<Value>()? {
+                    out.push(v);
+                }
+            }
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        match self.0 {
+            Shape::Fields(fields) => {
+                while let Some(key) = map.next_key::<String>()? {
+                    match fields.iter().find(|(name, _)| *name == key) {
+                        Some((_, shape)) => {
+                            let v = map.next_value_seed(shape)?;
+                            out.insert(key, v);
+                        }
+                        None => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+            }
+            _ => {
+                while let Some(key) = map.next_key::<String>()? {
+                    let v: Value = map.next_value()?;
+                    out.insert(key, v);
+                }
+            }
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+/// A `DynamicObject` read as [`Object`] does, but with only what the core reads (see the
+/// [module](self) documentation).
+struct ReviewObject(DynamicObject);
+
+impl<'de> Deserialize<'de> for ReviewObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(ReviewObjectVisitor)
+    }
+}
+
+struct ReviewObjectVisitor;
+
+impl<'de> Visitor<'de> for ReviewObjectVisitor {
+    type Value = ReviewObject;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("struct DynamicObject")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ReviewObject, A::Error> {
+        let mut metadata: Option<ObjectMeta> = None;
+        // As in `ObjectVisitor`, for the members kept: `take_type_meta` only looks at
+        // `apiVersion` and `kind`, so dropping the others changes nothing for it.
+        let mut rest: Vec<Option<(String, Value)>> = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "metadata" => {
+                    if metadata.is_some() {
+                        return Err(de::Error::duplicate_field("metadata"));
+                    }
+                    metadata = Some(map.next_value::<ReviewMeta>()?.0);
+                }
+                "apiVersion" | "kind" | "data" | "binaryData" => {
+                    let v: Value = map.next_value()?;
+                    rest.push(Some((key, v)));
+                }
+                "spec" => {
+                    let v = map.next_value_seed(&SPEC)?;
+                    rest.push(Some((key, v)));
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let types = take_type_meta(&mut rest);
+        let mut data = Map::new();
+        for (k, v) in rest.into_iter().flatten() {
+            data.insert(k, v);
+        }
+        Ok(ReviewObject(DynamicObject {
+            types,
+            metadata: metadata.unwrap_or_default(),
+            data: Value::Object(data),
+        }))
+    }
+}
+
+/// `ObjectMeta` with the members the core reads; as k8s-openapi's implementation, a repeated
+/// member keeps its last value and unknown members are ignored (here also `managedFields`,
+/// `ownerReferences`...).
+struct ReviewMeta(ObjectMeta);
+
+impl<'de> Deserialize<'de> for ReviewMeta {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(ReviewMetaVisitor)
+    }
+}
+
+struct ReviewMetaVisitor;
+
+impl<'de> Visitor<'de> for ReviewMetaVisitor {
+    type Value = ReviewMeta;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("struct ObjectMeta")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ReviewMeta, A::Error> {
+        let mut meta = ObjectMeta::default();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "name" => meta.name = map.next_value::<Option<String>>()?,
+                "namespace" => meta.namespace = map.next_value::<Option<String>>()?,
+                "labels" => meta.labels = map.next_value::<Option<BTreeMap<String, String>>>()?,
+                "annotations" => {
+                    meta.annotations = map.next_value::<Option<BTreeMap<String, String>>>()?;
+                }
+                "deletionTimestamp" => {
+                    meta.deletion_timestamp = map.next_value::<Option<Time>>()?;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(ReviewMeta(meta))
+    }
 }
 
 /// Field for field kube-core's `AdmissionRequest` (same names, defaults and types), but with the

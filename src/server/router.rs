@@ -151,7 +151,8 @@ async fn read_body(mut body: Body, capacity: usize) -> Result<Option<Bytes>, axu
 
 /// The AdmissionReview envelope, read without kube-core's flattened `TypeMeta` (which makes serde
 /// buffer the whole document before reading it again); the request is read in one pass too
-/// (`DynamicObject` flattens its fields as well: see `admission::decode`).
+/// (`DynamicObject` flattens its fields as well: see `admission::decode`), keeping only what the
+/// admission core reads (the request goes to `admission::review` and nowhere else).
 #[derive(Deserialize)]
 struct Envelope {
     #[serde(rename = "apiVersion", default)]
@@ -160,7 +161,7 @@ struct Envelope {
     kind: Option<String>,
     #[serde(
         default,
-        deserialize_with = "crate::admission::decode::deserialize_request"
+        deserialize_with = "crate::admission::decode::deserialize_request_for_review"
     )]
     request: Option<AdmissionRequest<DynamicObject>>,
 }
