@@ -454,7 +454,9 @@ pub fn init_logging(
     })?;
     // Lines are written by a dedicated thread, so a request's log line never costs its worker a
     // write(2). Not lossy: when the buffer is full the caller waits rather than drop audit lines.
+    // The queue is bounded at 4,096 lines (the default 128,000 preallocates ~4 MiB).
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(4096)
         .lossy(false)
         .thread_name("carto-wi-log")
         .finish(std::io::stderr());
