@@ -4,13 +4,25 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A child process killed when dropped; its output goes to a log file that is kept.
+/// Runs the command in the background and stops it with SIGTERM (SIGKILL 15 s later if it is
+/// still there) as soon as its standard input closes: when the harness closes the pipe, and also when the harness dies for any reason (a
+/// signal, an abort), so no etcd, kube-apiserver or webhook outlives a test run. Exits with the
+/// command's own status.
+const GUARD: &str = r#"exec 3<&0
+"$@" </dev/null &
+child=$!
+{ read -r _ <&3; kill -TERM "$child" 2>/dev/null; sleep 15; kill -KILL "$child" 2>/dev/null; } &
+wait "$child""#;
+
+/// A child process (behind [`GUARD`]) stopped when dropped; its output goes to a log file that
+/// is kept.
 pub struct Proc {
     pub name: String,
     child: Option<Child>,
+    stdin: Option<ChildStdin>,
 }
 
 impl Proc {
@@ -28,14 +40,28 @@ impl Proc {
         ] {
             cmd.env_remove(v);
         }
-        let child = cmd
-            .stdin(Stdio::null())
+        let mut guarded = Command::new("bash");
+        guarded
+            .arg("-c")
+            .arg(GUARD)
+            .arg("proc-guard")
+            .arg(cmd.get_program())
+            .args(cmd.get_args());
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => guarded.env(k, v),
+                None => guarded.env_remove(k),
+            };
+        }
+        let mut child = guarded
+            .stdin(Stdio::piped())
             .stdout(out)
             .stderr(err)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         Self {
             name: name.to_owned(),
+            stdin: child.stdin.take(),
             child: Some(child),
         }
     }
@@ -63,13 +89,11 @@ impl Proc {
         }
     }
 
-    /// Ask the process to stop (SIGTERM) and wait for it; returns its exit code.
+    /// Ask the process to stop (SIGTERM, by closing the guard's input) and wait for it; returns
+    /// its exit code.
     pub fn terminate(&mut self) -> Option<i32> {
+        drop(self.stdin.take());
         let mut c = self.child.take()?;
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(c.id().to_string())
-            .status();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(s)) = c.try_wait() {
@@ -77,6 +101,10 @@ impl Proc {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        // Did not stop in time: kill the command, then the guard.
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-P", &c.id().to_string()])
+            .status();
         let _ = c.kill();
         c.wait().ok().and_then(|s| s.code())
     }
@@ -84,10 +112,7 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.terminate();
     }
 }
 
