@@ -113,12 +113,22 @@ pub enum StartError {
 /// bound, it ends when the [`Shutdown`] stops.
 pub(crate) type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
-/// The metric groups, registered in one registry at startup.
+/// The metric groups of every mode, registered in one registry at startup.
 #[derive(Debug, Clone)]
 pub(crate) struct Metrics {
     pub(crate) admission: AdmissionMetrics,
     pub(crate) config: ConfigMetrics,
     pub(crate) tls: TlsMetrics,
+}
+
+impl Metrics {
+    fn register(registry: &mut prometheus_client::registry::Registry) -> Self {
+        Self {
+            admission: AdmissionMetrics::register(registry),
+            config: ConfigMetrics::register(registry),
+            tls: TlsMetrics::register(registry),
+        }
+    }
 }
 
 /// What a mode (standalone; later cluster) is given to start its sources.
@@ -170,11 +180,7 @@ impl App {
     /// Start everything but the admission listener's accept loop; `shutdown` stops it all.
     pub async fn start(args: ServeArgs, shutdown: Shutdown) -> Result<Self, StartError> {
         let mut registry = metrics::registry();
-        let metrics = Metrics {
-            admission: AdmissionMetrics::register(&mut registry),
-            config: ConfigMetrics::register(&mut registry),
-            tls: TlsMetrics::register(&mut registry),
-        };
+        let metrics = Metrics::register(&mut registry);
         let readiness = Readiness::new(shutdown.clone());
         let common = Common {
             readiness: readiness.clone(),
@@ -182,7 +188,8 @@ impl App {
             metrics: metrics.clone(),
             provider: pki::provider(),
         };
-        // Each mode registers its own metric groups here, before the registry is frozen.
+        // A mode registers its own metric groups (`&mut registry`) here, before the registry is
+        // frozen into the admin listener's `Arc`.
         let sources = match &args.config {
             Some(path) => standalone::start(&args, path, &common)?,
             None => return Err(StartError::ClusterModeUnavailable),
