@@ -535,3 +535,47 @@ proptest! {
         same_decisions(&b, &all_snapshots(), &all_settings());
     }
 }
+
+/// A ConfigMap read through the view gives the same configuration or problems (same messages,
+/// same order) as the pre-view reading of the JSON value, also with repeated keys, non-string
+/// values, `binaryData` and another kind.
+#[test]
+fn config_from_the_view_matches_the_json_reading() {
+    let data = format!(
+        r#"{{"{WORKFLOWS_TEMP}":"{TEMP_V}","{BILLING_PROJECT}":5,"{SA_EMAIL}":"bad value","{WORKFLOWS_TEMP}":"x","TYPO_KEY":null}}"#
+    );
+    let texts = [
+        format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"c"}},"data":{data}}}"#),
+        format!(r#"{{"kind":"ConfigMap","data":{data},"binaryData":{{"b":"eA==","a":"","b":""}}}}"#),
+        format!(r#"{{"kind":"Secret","data":{data}}}"#),
+        r#"{"kind":"ConfigMap","data":["x"],"binaryData":null}"#.to_owned(),
+        r#"{"kind":"ConfigMap","data":null}"#.to_owned(),
+        r#"{"kind":5,"data":{}}"#.to_owned(),
+        r#"{"data":{"WORKSPACE_WORKLOAD_IDENTITY_SERVICE_ACCOUNT_EMAIL":"carto-wi@acme-analytics.iam.gserviceaccount.com"}}"#.to_owned(),
+    ];
+    for text in texts
+        .iter()
+        .map(String::as_bytes)
+        .chain([fixture("configmap-valid.yaml").as_bytes()])
+    {
+        let value: Value = match serde_json::from_slice(text) {
+            Ok(v) => v,
+            Err(_) => carto_wi_webhook::yaml::parse(std::str::from_utf8(text).unwrap()).unwrap(),
+        };
+        let expected = reference::config::config_from_object(&value);
+        let view = Object::from_value(&value).expect("an object");
+        assert_eq!(
+            view.config_map_shape(view.kind.str()).config(),
+            expected,
+            "{value}"
+        );
+        // Parsed from the text too (the JSON ones), borrowing from it.
+        if let Ok(o) = Object::from_slice(text) {
+            assert_eq!(o.config_map_shape(o.kind.str()).config(), expected);
+        }
+        assert_eq!(
+            carto_wi_webhook::config::config_from_object(&value),
+            expected
+        );
+    }
+}

@@ -10,7 +10,7 @@ use carto_wi_webhook::settings::Settings;
 use kube::core::DynamicObject;
 use kube::core::admission::AdmissionRequest;
 
-mod config;
+pub mod config;
 mod mutate;
 mod target;
 mod validate;
