@@ -49,7 +49,7 @@ if command -v valgrind > /dev/null; then
     {
         echo "{"
         sep=""
-        for c in parse parse_derived mutate_full mutate_full_derived validate_full; do
+        for c in parse parse_derived mutate_full validate_full; do
             a=$(ir "$c" 20); b=$(ir "$c" 220)
             printf '%s"%s": %d\n' "$sep" "$c" $(((b - a) / 200))
             sep=","

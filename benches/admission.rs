@@ -44,26 +44,15 @@ fn bench_pair(
         g.bench_function(format!("{}/decision", w.as_str()), |b| {
             b.iter(|| admission::review(w, black_box(&req), snap, settings))
         });
-        // The stages of `full`, and `full` with the parser the server had before the fix.
+        // The stages of `full`.
         g.bench_function(format!("{}/parse", w.as_str()), |b| {
             b.iter(|| common::parse_request(black_box(&body)))
         });
         let decision = admission::review(w, &req, snap, settings);
         g.bench_function(format!("{}/respond", w.as_str()), |b| {
             b.iter(|| {
-                let r = ReviewResponse::from_decision(req.uid.clone(), black_box(&decision));
+                let r = ReviewResponse::from_decision(req.uid.to_string(), black_box(&decision));
                 serde_json::to_vec(&r).expect("serializes")
-            })
-        });
-        g.bench_function(format!("{}/full_derived_parse", w.as_str()), |b| {
-            b.iter(|| {
-                common::handle_with(
-                    common::parse_request_derived,
-                    w,
-                    black_box(&body),
-                    snap,
-                    settings,
-                )
             })
         });
     }
@@ -103,11 +92,8 @@ fn carto(c: &mut Criterion) {
 fn parsers(c: &mut Criterion) {
     let body = common::review_body(&common::workspace_api(), "CREATE");
     let mut g = c.benchmark_group("parse/workspace-api");
-    g.bench_function("one_pass", |b| {
+    g.bench_function("view", |b| {
         b.iter(|| common::parse_request(black_box(&body)))
-    });
-    g.bench_function("one_pass_full", |b| {
-        b.iter(|| common::parse_request_full(black_box(&body)))
     });
     g.bench_function("derived_envelope", |b| {
         b.iter(|| common::parse_request_derived(black_box(&body)))
@@ -134,7 +120,7 @@ fn size(c: &mut Criterion) {
             b.iter(|| common::handle(Webhook::Mutate, black_box(body), &snap, &settings))
         });
         g.bench_with_input(BenchmarkId::new("mutate/decision", n), &req, |b, req| {
-            b.iter(|| admission::mutate(black_box(req), &snap, &settings))
+            b.iter(|| admission::review(Webhook::Mutate, black_box(req), &snap, &settings))
         });
         let vbody = common::review_body(&common::mutated(&obj, &snap, &settings), "CREATE");
         g.throughput(Throughput::Bytes(vbody.len() as u64));
@@ -152,14 +138,16 @@ fn namespaces(c: &mut Criterion) {
         let snap = common::snapshot_with_namespaces(n);
         // A namespace that has its own ConfigMap (the last one inserted).
         let obj = common::in_namespace(&common::workspace_api(), &format!("ns-{}", n - 1));
-        let req = common::parse_request(&common::review_body(&obj, "CREATE"));
+        let body = common::review_body(&obj, "CREATE");
+        let req = common::parse_request(&body);
         g.bench_with_input(BenchmarkId::new("mutate/decision", n), &req, |b, req| {
-            b.iter(|| admission::mutate(black_box(req), &snap, &settings))
+            b.iter(|| admission::review(Webhook::Mutate, black_box(req), &snap, &settings))
         });
         let vobj = common::mutated(&obj, &snap, &settings);
-        let vreq = common::parse_request(&common::review_body(&vobj, "CREATE"));
+        let vbody = common::review_body(&vobj, "CREATE");
+        let vreq = common::parse_request(&vbody);
         g.bench_with_input(BenchmarkId::new("validate/decision", n), &vreq, |b, req| {
-            b.iter(|| admission::validate(black_box(req), &snap, &settings))
+            b.iter(|| admission::review(Webhook::Validate, black_box(req), &snap, &settings))
         });
     }
     g.finish();

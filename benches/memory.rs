@@ -111,27 +111,12 @@ fn repeat(case: &str, n: usize) {
     for _ in 0..n {
         match case {
             "parse" => drop(std::hint::black_box(common::parse_request(&body))),
-            "parse_full" => drop(std::hint::black_box(common::parse_request_full(&body))),
-            "mutate_full_unpruned" => drop(common::handle_with(
-                common::parse_request_full,
-                Webhook::Mutate,
-                &body,
-                &snap,
-                &settings,
-            )),
             "parse_derived" => drop(std::hint::black_box(common::parse_request_derived(&body))),
             "parse_value" => drop(std::hint::black_box(
                 serde_json::from_slice::<serde_json::Value>(&body).expect("json"),
             )),
             "mutate_full" => drop(common::handle(Webhook::Mutate, &body, &snap, &settings)),
             "validate_full" => drop(common::handle(Webhook::Validate, &vbody, &snap, &settings)),
-            "mutate_full_derived" => drop(common::handle_with(
-                common::parse_request_derived,
-                Webhook::Mutate,
-                &body,
-                &snap,
-                &settings,
-            )),
             other => panic!("unknown case {other}"),
         }
     }

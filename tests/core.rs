@@ -16,5 +16,7 @@ mod offline;
 mod props;
 #[path = "core/pruned.rs"]
 mod pruned;
+#[path = "core/reference/mod.rs"]
+mod reference;
 #[path = "core/validation.rs"]
 mod validation;

@@ -5,6 +5,7 @@
 //! Included with `#[path]` from `examples/loadbench.rs` too, so not every item is used everywhere.
 #![allow(dead_code)]
 
+use carto_wi_webhook::admission::view::ReviewRequest;
 use carto_wi_webhook::admission::wire::ReviewResponse;
 use carto_wi_webhook::admission::{Decision, Webhook};
 use carto_wi_webhook::config::{ConfigEntry, ConfigSnapshot, WorkloadIdentityConfig};
@@ -154,34 +155,15 @@ pub fn review_body(obj: &Value, operation: &str) -> Vec<u8> {
 }
 
 /// The AdmissionReview envelope as the server reads it (`src/server/router.rs`): `apiVersion`,
-/// `kind` and `request`, with the request read in one pass by `admission::decode`, keeping only
-/// what the admission core reads.
+/// `kind` and `request`, the request being the core's borrowing view.
 #[derive(serde::Deserialize)]
-pub struct Envelope {
+pub struct Envelope<'a> {
     #[serde(rename = "apiVersion", default)]
     pub api_version: Option<String>,
     #[serde(default)]
     pub kind: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "carto_wi_webhook::admission::decode::deserialize_request_for_review"
-    )]
-    pub request: Option<AdmissionRequest<DynamicObject>>,
-}
-
-/// The same envelope with the whole objects read in one pass (`decode::deserialize_request`):
-/// the server's parse before the pruning.
-#[derive(serde::Deserialize)]
-pub struct FullEnvelope {
-    #[serde(rename = "apiVersion", default)]
-    pub api_version: Option<String>,
-    #[serde(default)]
-    pub kind: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "carto_wi_webhook::admission::decode::deserialize_request"
-    )]
-    pub request: Option<AdmissionRequest<DynamicObject>>,
+    #[serde(borrow, default)]
+    pub request: Option<ReviewRequest<'a>>,
 }
 
 /// The same envelope with kube-core's derived `AdmissionRequest<DynamicObject>` (serde buffers
@@ -197,14 +179,8 @@ pub struct DerivedEnvelope {
 }
 
 /// Parse an AdmissionReview body into the request the core takes (the server's way).
-pub fn parse_request(body: &[u8]) -> AdmissionRequest<DynamicObject> {
-    let env: Envelope = serde_json::from_slice(body).expect("an AdmissionReview");
-    env.request.expect("a request")
-}
-
-/// The same with whole objects (one pass, before the pruning).
-pub fn parse_request_full(body: &[u8]) -> AdmissionRequest<DynamicObject> {
-    let env: FullEnvelope = serde_json::from_slice(body).expect("an AdmissionReview");
+pub fn parse_request(body: &[u8]) -> ReviewRequest<'_> {
+    let env: Envelope<'_> = serde_json::from_slice(body).expect("an AdmissionReview");
     env.request.expect("a request")
 }
 
@@ -229,27 +205,18 @@ pub fn handle(
     snapshot: &ConfigSnapshot,
     settings: &Settings,
 ) -> Vec<u8> {
-    handle_with(parse_request, webhook, body, snapshot, settings)
-}
-
-/// [`handle`] with another parser.
-pub fn handle_with(
-    parse: fn(&[u8]) -> AdmissionRequest<DynamicObject>,
-    webhook: Webhook,
-    body: &[u8],
-    snapshot: &ConfigSnapshot,
-    settings: &Settings,
-) -> Vec<u8> {
-    let req = parse(body);
+    let req = parse_request(body);
     let decision = carto_wi_webhook::admission::review(webhook, &req, snapshot, settings);
-    let resp = ReviewResponse::from_decision(req.uid.clone(), &decision);
+    let resp = ReviewResponse::from_decision(req.uid.to_string(), &decision);
     serde_json::to_vec(&resp).expect("a response serializes")
 }
 
 /// `obj` after the mutating webhook's patch (what the validating webhook then sees).
 pub fn mutated(obj: &Value, snapshot: &ConfigSnapshot, settings: &Settings) -> Value {
-    let req = parse_request(&review_body(obj, "CREATE"));
-    let d: Decision = carto_wi_webhook::admission::mutate(&req, snapshot, settings);
+    let body = review_body(obj, "CREATE");
+    let req = parse_request(&body);
+    let d: Decision =
+        carto_wi_webhook::admission::review(Webhook::Mutate, &req, snapshot, settings);
     let mut out = obj.clone();
     if let Some(p) = &d.patch {
         json_patch::patch(&mut out, p).expect("the patch applies");

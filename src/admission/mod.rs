@@ -1,25 +1,28 @@
-//! The admission core: a pure, synchronous function from (request, config snapshot, settings) to a
-//! [`Decision`]. No I/O happens here; the HTTP server, the `review` CLI and any reconciler are thin
-//! adapters over [`mutate`] and [`validate`], so their behaviour cannot drift apart.
+//! The admission core: a pure, synchronous function from (object view, config snapshot,
+//! settings) to a [`Decision`]. No I/O happens here; the HTTP server and the `review` CLI go
+//! through [`review`], a reconciler through [`mutate_object`] and [`validate_object`], so their
+//! behaviour cannot drift apart.
 
 use std::collections::BTreeMap;
 
 use json_patch::Patch;
+use kube::core::admission::Operation;
 
-pub mod decode;
 mod mutate;
 pub mod patch;
-pub mod request;
 pub mod target;
 mod validate;
+pub mod view;
 mod violation;
 pub mod warnings;
 pub mod wire;
 
-pub use mutate::mutate;
 pub use target::Kind;
-pub use validate::validate;
+use target::Subject;
 pub use violation::{Denial, Found, Violation};
+
+use crate::config::ConfigSnapshot;
+use crate::settings::Settings;
 
 /// Which webhook is asking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,17 +43,82 @@ impl Webhook {
     }
 }
 
-/// Run the core for `webhook`.
+/// The patch for a CREATE or UPDATE of `object` (of `kind`, in `namespace`).
+pub fn mutate_object(
+    kind: Kind,
+    object: &view::Object<'_>,
+    namespace: &str,
+    snapshot: &ConfigSnapshot,
+    settings: &Settings,
+) -> Decision {
+    match subject(kind, object, object.name(), namespace) {
+        Some(s) => mutate::mutate(&s, snapshot, settings),
+        None => Decision::allow(kind),
+    }
+}
+
+/// Whether a CREATE or UPDATE of `object` (of `kind`, in `namespace`) may proceed.
+pub fn validate_object(
+    kind: Kind,
+    object: &view::Object<'_>,
+    namespace: &str,
+    snapshot: &ConfigSnapshot,
+    settings: &Settings,
+) -> Decision {
+    match subject(kind, object, object.name(), namespace) {
+        Some(s) => validate::validate(&s, snapshot, settings),
+        None => Decision::allow(kind),
+    }
+}
+
+/// Answer an admission request for `webhook`. The webhook acts only on the object of a CREATE or
+/// UPDATE of the resource itself (no subresource); the name and namespace are the request's,
+/// else the object's.
 pub fn review(
     webhook: Webhook,
-    req: &kube::core::admission::AdmissionRequest<kube::core::DynamicObject>,
-    snapshot: &crate::config::ConfigSnapshot,
-    settings: &crate::settings::Settings,
+    req: &view::ReviewRequest<'_>,
+    snapshot: &ConfigSnapshot,
+    settings: &Settings,
 ) -> Decision {
+    let kind = req.target_kind();
+    let (Operation::Create | Operation::Update) = req.operation else {
+        return Decision::allow(kind);
+    };
+    let Some(obj) = req.object.as_ref() else {
+        return Decision::allow(kind);
+    };
+    let name = Some(req.name.as_ref())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| obj.name());
+    let namespace = req
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .or(obj.metadata.namespace.as_deref())
+        .unwrap_or("");
+    let Some(s) = subject(kind, obj, name, namespace) else {
+        return Decision::allow(kind);
+    };
     match webhook {
-        Webhook::Mutate => mutate(req, snapshot, settings),
-        Webhook::Validate => validate(req, snapshot, settings),
+        Webhook::Mutate => mutate::mutate(&s, snapshot, settings),
+        Webhook::Validate => validate::validate(&s, snapshot, settings),
     }
+}
+
+/// The subject of a CREATE or UPDATE, or `None` for an object being deleted: the webhook then
+/// only sees finalizer removals, which must never be blocked or changed.
+fn subject<'o, 'a>(
+    kind: Kind,
+    obj: &'o view::Object<'a>,
+    name: &'o str,
+    namespace: &'o str,
+) -> Option<Subject<'o, 'a>> {
+    (!obj.is_deleting()).then_some(Subject {
+        kind,
+        obj,
+        name,
+        namespace,
+    })
 }
 
 /// What the webhook answers: allowed or denied, an optional patch, warnings, audit annotations.

@@ -1,26 +1,19 @@
 //! Mutation: annotate the target ServiceAccount, inject env vars into target Deployments.
 
-use kube::core::DynamicObject;
-use kube::core::admission::AdmissionRequest;
 use serde_json::{Map, Value, json};
 
 use super::patch::{Lookup, PatchBuilder, pointer};
 use super::target::{self, ContainerRef, Kind, Subject};
+use super::view::{Field, Object};
 use super::{Decision, warnings};
 use crate::config::{ConfigSnapshot, Resolved, WorkloadIdentityConfig};
 use crate::settings::{CONFIG_HASH_ANNOTATION, GCP_SA_ANNOTATION, Settings};
 
-/// Decide the patch for one admission request. Pure: same inputs, same answer.
-pub fn mutate(
-    req: &AdmissionRequest<DynamicObject>,
-    snapshot: &ConfigSnapshot,
-    settings: &Settings,
-) -> Decision {
-    let s = match Subject::of(req) {
-        Ok(s) if s.is_managed_target(snapshot, settings) => s,
-        Ok(s) => return Decision::allow(s.kind),
-        Err(kind) => return Decision::allow(kind),
-    };
+/// Decide the patch for the object of a CREATE or UPDATE. Pure: same inputs, same answer.
+pub fn mutate(s: &Subject<'_, '_>, snapshot: &ConfigSnapshot, settings: &Settings) -> Decision {
+    if !s.is_managed_target(snapshot, settings) {
+        return Decision::allow(s.kind);
+    }
     let (kind, obj, namespace) = (s.kind, s.obj, s.namespace);
     let mut decision = Decision::allow(kind);
     let config = match snapshot.resolve(namespace) {
@@ -54,13 +47,17 @@ pub fn mutate(
 }
 
 fn mutate_service_account(
-    obj: &DynamicObject,
+    obj: &Object<'_>,
     config: &WorkloadIdentityConfig,
     patch: &mut PatchBuilder,
     warns: &mut Vec<String>,
 ) {
     let annotations = obj.metadata.annotations.as_ref();
-    let lookup = |k: &str| annotations.and_then(|a| a.get(k)).map(|v| Some(v.clone()));
+    let lookup = |k: &str| {
+        annotations
+            .and_then(|a| a.get(k))
+            .map(|v| Some(v.to_owned()))
+    };
     let replaced = patch.set_string_map(
         &["metadata", "annotations"],
         annotations.map(|_| &lookup as Lookup<'_>),
@@ -81,16 +78,16 @@ fn mutate_service_account(
 }
 
 fn mutate_deployment(
-    obj: &DynamicObject,
+    obj: &Object<'_>,
     config: &WorkloadIdentityConfig,
     settings: &Settings,
     patch: &mut PatchBuilder,
     warns: &mut Vec<String>,
 ) {
-    let Some(pod) = target::pod_spec(&obj.data) else {
+    let Some(pod) = obj.pod_spec() else {
         return;
     };
-    let skipped = target::skipped_containers(&obj.metadata, &obj.data);
+    let skipped = target::skipped_containers(obj);
     for unknown in target::unknown_skips(pod, &skipped) {
         warns.push(format!(
             "skip-containers names {unknown:?}, which is not a container of this pod template"
@@ -99,23 +96,23 @@ fn mutate_deployment(
     for c in target::managed_containers(pod, settings.include_init_containers, &skipped) {
         inject_env(&c, config, patch, warns);
     }
-    stamp_hash(&obj.data, config, patch);
+    stamp_hash(obj, config, patch);
 }
 
 /// Stamp the config fingerprint on the pod template, so a config change rolls the pods.
-fn stamp_hash(data: &Value, config: &WorkloadIdentityConfig, patch: &mut PatchBuilder) {
-    let Some(meta) = target::template_meta(data) else {
+fn stamp_hash(obj: &Object<'_>, config: &WorkloadIdentityConfig, patch: &mut PatchBuilder) {
+    let Some(meta) = obj.template_meta() else {
         patch.add(
             pointer(["spec", "template", "metadata"]),
             json!({ "annotations": { CONFIG_HASH_ANNOTATION: config.hash } }),
         );
         return;
     };
-    let annotations = meta.get("annotations").and_then(Value::as_object);
+    let annotations = meta.annotations.get();
     let lookup = |k: &str| {
         annotations
             .and_then(|a| a.get(k))
-            .map(|v| v.as_str().map(str::to_owned))
+            .map(|v| v.str().map(str::to_owned))
     };
     patch.set_string_map(
         &["spec", "template", "metadata", "annotations"],
@@ -133,21 +130,21 @@ fn env_var(name: &str, value: &str) -> Value {
 
 /// Make every managed variable of one container equal the config.
 fn inject_env(
-    c: &ContainerRef<'_>,
+    c: &ContainerRef<'_, '_>,
     config: &WorkloadIdentityConfig,
     patch: &mut PatchBuilder,
     warns: &mut Vec<String>,
 ) {
     let index = c.index.to_string();
     let env_path = ["spec", "template", "spec", c.field, index.as_str(), "env"];
-    let list = match c.container.get("env") {
-        None | Some(Value::Null) => {
+    let list = match &c.container.env {
+        Field::Absent | Field::Null => {
             let all = config.env().iter().map(|(k, v)| env_var(k, v)).collect();
             patch.add(pointer(env_path), Value::Array(all));
             return;
         }
-        Some(Value::Array(list)) => list,
-        Some(_) => {
+        Field::Value(list) => list,
+        Field::Wrong => {
             warns.push(format!(
                 "container {:?}: env is not a list; left untouched",
                 c.name
@@ -158,12 +155,12 @@ fn inject_env(
     for (name, value) in config.env() {
         let mut found = false;
         for (j, entry) in list.iter().enumerate() {
-            if entry.get("name").and_then(Value::as_str) != Some(name) {
+            let Some(entry) = entry.get().filter(|e| e.name.str() == Some(name)) else {
                 continue;
-            }
+            };
             found = true;
-            let literal = entry.get("value").and_then(Value::as_str);
-            let has_value_from = entry.get("valueFrom").is_some_and(|v| !v.is_null());
+            let literal = entry.value.str();
+            let has_value_from = entry.value_from.is_set();
             if literal == Some(value) && !has_value_from {
                 continue;
             }
@@ -176,7 +173,7 @@ fn inject_env(
                 let path = pointer(entry_path.chain(["value"]));
                 let new = Value::String(value.clone());
                 // `replace` needs the member to exist; `{name: X}` alone means an empty value.
-                if entry.get("value").is_some() {
+                if entry.value.is_present() {
                     patch.replace(path, new);
                 } else {
                     patch.add(path, new);

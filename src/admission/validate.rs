@@ -1,33 +1,21 @@
 //! Validation: the ConfigMap's rules, and target objects that disagree with the resolved config.
 
-use kube::core::DynamicObject;
-use kube::core::admission::AdmissionRequest;
-use serde_json::Value;
-
 use super::target::{self, Kind, Subject};
+use super::view::{EnvVar, Field, Object};
 use super::violation::{Denial, Found, Violation};
 use super::{Decision, warnings};
-use crate::config::{
-    self, ConfigOrigin, ConfigSnapshot, Resolved, WorkloadIdentityConfig, keys, rules,
-};
+use crate::config::{ConfigOrigin, ConfigSnapshot, Resolved, WorkloadIdentityConfig, keys, rules};
 use crate::settings::{Enforcement, GCP_SA_ANNOTATION, Settings};
 
-/// Decide whether one admission request may proceed. Pure: same inputs, same answer.
-pub fn validate(
-    req: &AdmissionRequest<DynamicObject>,
-    snapshot: &ConfigSnapshot,
-    settings: &Settings,
-) -> Decision {
-    let s = match Subject::of(req) {
-        Ok(s) => s,
-        Err(kind) => return Decision::allow(kind),
-    };
+/// Decide whether the object of a CREATE or UPDATE may be stored. Pure: same inputs, same answer.
+pub fn validate(s: &Subject<'_, '_>, snapshot: &ConfigSnapshot, settings: &Settings) -> Decision {
     let (kind, obj, name, namespace) = (s.kind, s.obj, s.name, s.namespace);
     let mut violations = Vec::new();
     let mut warns = Vec::new();
     match kind {
         Kind::ConfigMap if name == settings.config_map => {
-            match config::config_from_object(&obj.data) {
+            // The request's kind decides; the object's own `kind` is not checked again.
+            match obj.config_map_shape(None).config() {
                 Ok(c) => warns.extend(c.warnings.iter().map(ToString::to_string)),
                 Err(problems) => violations.extend(problems.into_iter().map(Violation::Config)),
             }
@@ -117,7 +105,7 @@ fn no_config(
 }
 
 fn check_service_account(
-    obj: &DynamicObject,
+    obj: &Object<'_>,
     config: Option<(&WorkloadIdentityConfig, ConfigOrigin)>,
     violations: &mut Vec<Violation>,
 ) {
@@ -128,14 +116,16 @@ fn check_service_account(
         .and_then(|a| a.get(GCP_SA_ANNOTATION));
     match (found, config) {
         (Some(v), _) if !rules::is_service_account_email(v) => {
-            violations.push(Violation::AnnotationInvalid { value: v.clone() });
+            violations.push(Violation::AnnotationInvalid {
+                value: v.to_owned(),
+            });
         }
         (None, Some((c, _))) => violations.push(Violation::AnnotationMissing {
             expected: c.service_account_email.clone(),
         }),
-        (Some(v), Some((c, origin))) if *v != c.service_account_email => {
+        (Some(v), Some((c, origin))) if v != c.service_account_email => {
             violations.push(Violation::AnnotationDrift {
-                found: v.clone(),
+                found: v.to_owned(),
                 expected: c.service_account_email.clone(),
                 origin,
             });
@@ -145,25 +135,21 @@ fn check_service_account(
 }
 
 fn check_deployment(
-    obj: &DynamicObject,
+    obj: &Object<'_>,
     config: Option<(&WorkloadIdentityConfig, ConfigOrigin)>,
     settings: &Settings,
     violations: &mut Vec<Violation>,
 ) {
-    let Some(pod) = target::pod_spec(&obj.data) else {
+    let Some(pod) = obj.pod_spec() else {
         return;
     };
-    let skipped = target::skipped_containers(&obj.metadata, &obj.data);
+    let skipped = target::skipped_containers(obj);
     for c in target::managed_containers(pod, settings.include_init_containers, &skipped) {
-        let env: &[Value] = c
-            .container
-            .get("env")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
-        let entries = |name: &str| -> Vec<&Value> {
+        let env: &[Field<EnvVar<'_>>] = c.container.env.get().map_or(&[], Vec::as_slice);
+        let entries = |name: &str| -> Vec<&EnvVar<'_>> {
             env.iter()
-                .filter(|e| e.get("name").and_then(Value::as_str) == Some(name))
+                .filter_map(Field::get)
+                .filter(|e| e.name.str() == Some(name))
                 .collect()
         };
         let missing: Vec<&'static str> = keys::REQUIRED
@@ -197,8 +183,8 @@ fn check_deployment(
         };
         for (name, expected) in managed {
             for e in entries(name) {
-                let literal = e.get("value").and_then(Value::as_str).unwrap_or("");
-                let from_ref = e.get("valueFrom").is_some_and(|v| !v.is_null());
+                let literal = e.value.str().unwrap_or("");
+                let from_ref = e.value_from.is_set();
                 if !from_ref && let Some(rule) = rules::check(name, literal) {
                     violations.push(Violation::InvalidEnv {
                         container: c.name.to_owned(),

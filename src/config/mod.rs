@@ -25,5 +25,5 @@ pub use metrics::ConfigMetrics;
 pub use model::{WorkloadIdentityConfig, fingerprint, suggest};
 pub use problem::{ConfigProblem, ConfigWarning, Rule};
 pub use snapshot::{ConfigEntry, ConfigOrigin, ConfigSnapshot, Resolved};
-pub use source::{config_from_object, config_map_data, parse_env_file};
+pub use source::{ConfigMapShape, DataShape, config_from_object, config_map_data, parse_env_file};
 pub use store::ConfigStore;

@@ -7,77 +7,133 @@ use serde_json::Value;
 use super::model::WorkloadIdentityConfig;
 use super::problem::ConfigProblem;
 
-/// The `data` of a ConfigMap object, with every problem of shape (non-string values, `binaryData`).
-pub fn config_map_data(obj: &Value) -> Result<BTreeMap<String, String>, Vec<ConfigProblem>> {
-    let Some(map) = obj.as_object() else {
-        return Err(vec![ConfigProblem::Malformed(
-            "expected a ConfigMap object".into(),
-        )]);
-    };
-    if let Some(kind) = map.get("kind").and_then(Value::as_str)
-        && kind != "ConfigMap"
-    {
-        return Err(vec![ConfigProblem::Malformed(format!(
-            "expected kind ConfigMap, found {kind}"
-        ))]);
+/// What the configuration reads of a ConfigMap, from a JSON value or from the admission core's
+/// view of the object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigMapShape<'a> {
+    /// The object's `kind`, when it is a string (and is to be checked).
+    pub kind: Option<&'a str>,
+    /// `data`.
+    pub data: DataShape<'a>,
+    /// The keys of `binaryData` (when it is a map).
+    pub binary_keys: Vec<&'a str>,
+}
+
+/// A ConfigMap's `data`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DataShape<'a> {
+    /// Absent or `null`.
+    Absent,
+    /// Not a map.
+    NotAMap,
+    /// Each key once, in document order, with its value when it is a string.
+    Entries(Vec<(&'a str, Option<&'a str>)>),
+}
+
+impl<'a> ConfigMapShape<'a> {
+    /// The shape of a JSON object (`None` when `obj` is not an object).
+    pub fn of_value(obj: &'a Value) -> Option<Self> {
+        let map = obj.as_object()?;
+        let data = match map.get("data") {
+            None | Some(Value::Null) => DataShape::Absent,
+            Some(Value::Object(d)) => {
+                DataShape::Entries(d.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect())
+            }
+            Some(_) => DataShape::NotAMap,
+        };
+        let binary_keys = match map.get("binaryData") {
+            Some(Value::Object(b)) => b.keys().map(String::as_str).collect(),
+            _ => Vec::new(),
+        };
+        Some(Self {
+            kind: map.get("kind").and_then(Value::as_str),
+            data,
+            binary_keys,
+        })
     }
-    let mut problems = Vec::new();
-    let mut data = BTreeMap::new();
-    match map.get("data") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(d)) => {
-            for (k, v) in d {
-                match v {
-                    Value::String(s) => {
-                        data.insert(k.clone(), s.clone());
+
+    /// The `data`, with every problem of shape (non-string values, `binaryData`, another kind).
+    pub fn data(&self) -> Result<BTreeMap<String, String>, Vec<ConfigProblem>> {
+        if let Some(kind) = self.kind
+            && kind != "ConfigMap"
+        {
+            return Err(vec![ConfigProblem::Malformed(format!(
+                "expected kind ConfigMap, found {kind}"
+            ))]);
+        }
+        let mut problems = Vec::new();
+        let mut data = BTreeMap::new();
+        match &self.data {
+            DataShape::Absent => {}
+            DataShape::Entries(d) => {
+                for (k, v) in d {
+                    match v {
+                        Some(s) => {
+                            data.insert((*k).to_owned(), (*s).to_owned());
+                        }
+                        None => problems.push(ConfigProblem::NotAString {
+                            key: (*k).to_owned(),
+                        }),
                     }
-                    _ => problems.push(ConfigProblem::NotAString { key: k.clone() }),
                 }
             }
+            DataShape::NotAMap => problems.push(ConfigProblem::Malformed(
+                "data must be a map of string keys to string values".into(),
+            )),
         }
-        Some(_) => problems.push(ConfigProblem::Malformed(
-            "data must be a map of string keys to string values".into(),
-        )),
+        problems.extend(self.binary_keys.iter().map(|k| ConfigProblem::BinaryData {
+            key: (*k).to_owned(),
+        }));
+        if problems.is_empty() {
+            Ok(data)
+        } else {
+            Err(problems)
+        }
     }
-    if let Some(Value::Object(b)) = map.get("binaryData") {
-        problems.extend(
-            b.keys()
-                .map(|k| ConfigProblem::BinaryData { key: k.clone() }),
-        );
+
+    /// The typed configuration, reporting every problem at once.
+    pub fn config(&self) -> Result<WorkloadIdentityConfig, Vec<ConfigProblem>> {
+        let mut shape = match self.data() {
+            Ok(data) => return WorkloadIdentityConfig::from_data(&data),
+            Err(shape) => shape,
+        };
+        // Still report the rule problems of the string values we could read (of a ConfigMap:
+        // another kind's data is not a configuration).
+        let other_kind = self.kind.is_some_and(|k| k != "ConfigMap");
+        if !other_kind && let DataShape::Entries(d) = &self.data {
+            let strings: BTreeMap<String, String> = d
+                .iter()
+                .filter_map(|(k, v)| v.map(|s| ((*k).to_owned(), s.to_owned())))
+                .collect();
+            if let Err(more) = WorkloadIdentityConfig::from_data(&strings) {
+                shape.extend(more.into_iter().filter(|p| match p {
+                    ConfigProblem::Missing { key, .. } => !d.iter().any(|(k, _)| k == key),
+                    _ => true,
+                }));
+            }
+        }
+        Err(shape)
     }
-    if problems.is_empty() {
-        Ok(data)
-    } else {
-        Err(problems)
-    }
+}
+
+fn not_an_object() -> Vec<ConfigProblem> {
+    vec![ConfigProblem::Malformed(
+        "expected a ConfigMap object".into(),
+    )]
+}
+
+/// The `data` of a ConfigMap object, with every problem of shape (non-string values, `binaryData`).
+pub fn config_map_data(obj: &Value) -> Result<BTreeMap<String, String>, Vec<ConfigProblem>> {
+    ConfigMapShape::of_value(obj)
+        .ok_or_else(not_an_object)?
+        .data()
 }
 
 /// Parse a ConfigMap object into a typed configuration, reporting every problem at once.
 pub fn config_from_object(obj: &Value) -> Result<WorkloadIdentityConfig, Vec<ConfigProblem>> {
-    match config_map_data(obj) {
-        Ok(data) => WorkloadIdentityConfig::from_data(&data),
-        Err(mut shape) => {
-            // Still report the rule problems of the string values we could read (of a
-            // ConfigMap: another kind's data is not a configuration).
-            let other_kind = obj
-                .get("kind")
-                .and_then(Value::as_str)
-                .is_some_and(|k| k != "ConfigMap");
-            if !other_kind && let Some(Value::Object(d)) = obj.get("data") {
-                let strings: BTreeMap<String, String> = d
-                    .iter()
-                    .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
-                    .collect();
-                if let Err(more) = WorkloadIdentityConfig::from_data(&strings) {
-                    shape.extend(more.into_iter().filter(|p| match p {
-                        ConfigProblem::Missing { key, .. } => !d.contains_key(*key),
-                        _ => true,
-                    }));
-                }
-            }
-            Err(shape)
-        }
-    }
+    ConfigMapShape::of_value(obj)
+        .ok_or_else(not_an_object)?
+        .config()
 }
 
 /// Parse `KEY=VALUE` lines (blank lines and `#` comments ignored, optional `export `, one pair of

@@ -5,7 +5,8 @@ use std::fmt::Write;
 
 use serde_json::{Value, json};
 
-use crate::admission::{self, Decision, request::create_request};
+use crate::admission::view::Object;
+use crate::admission::{self, Decision};
 use crate::config::{ConfigEntry, ConfigSnapshot, config_from_object};
 use crate::settings::Settings;
 use crate::yaml::{self, Document};
@@ -41,7 +42,6 @@ struct Reviewer<'a> {
     default_ns: &'a str,
     report: ReviewReport,
     patches: Vec<Value>,
-    seq: usize,
 }
 
 /// Review a multi-document stream. `default_config` is the default for every namespace; a valid
@@ -78,7 +78,6 @@ pub fn review_stream(
         default_ns,
         report: ReviewReport::default(),
         patches: Vec::new(),
-        seq: 0,
     };
     let mut out = Vec::new();
     for (doc, parsed) in &docs {
@@ -138,24 +137,24 @@ impl Reviewer<'_> {
             list["items"] = Value::Array(new_items);
             return changed.then_some(list);
         }
-        self.seq += 1;
-        let uid = format!("review-{}", self.seq);
-        let req = match create_request(&uid, v, self.default_ns) {
-            Ok(r) => r,
+        let obj = match view_of(v) {
+            Ok(o) => o,
             Err(e) => {
                 self.report.errors += 1;
                 let _ = writeln!(self.report.stderr, "error: document at line {line}: {e}");
                 return None;
             }
         };
-        let subject = subject(v, &req.namespace.clone().unwrap_or_default());
-        let mutation = admission::mutate(&req, &self.snapshot, self.settings);
+        let (kind, namespace) = (obj.kind(), obj.namespace().unwrap_or(self.default_ns));
+        let subject = subject(v, namespace);
+        let mutation =
+            admission::mutate_object(kind, &obj, namespace, &self.snapshot, self.settings);
         self.emit(&subject, &mutation);
         let patched = match &mutation.patch {
             None => None,
             Some(p) => {
-                let mut obj = v.clone();
-                if let Err(e) = json_patch::patch(&mut obj, p) {
+                let mut patched = v.clone();
+                if let Err(e) = json_patch::patch(&mut patched, p) {
                     self.report.errors += 1;
                     let _ = writeln!(self.report.stderr, "error: {subject}: patch failed: {e}");
                     return None;
@@ -163,19 +162,22 @@ impl Reviewer<'_> {
                 self.report.patched += 1;
                 self.patches.push(json!({
                     "kind": v.get("kind"),
-                    "namespace": req.namespace,
-                    "name": req.name,
+                    "namespace": namespace,
+                    "name": obj.name(),
                     "patch": p,
                 }));
-                Some(obj)
+                Some(patched)
             }
         };
-        let checked = match &patched {
-            Some(obj) => create_request(&uid, obj, self.default_ns).ok(),
-            None => Some(req),
+        // The validating webhook sees the object as mutated.
+        let reparsed = patched.as_ref().map(view_of);
+        let checked = match &reparsed {
+            Some(r) => r.as_ref().ok(),
+            None => Some(&obj),
         };
-        if let Some(req) = checked {
-            let validation = admission::validate(&req, &self.snapshot, self.settings);
+        if let Some(o) = checked {
+            let validation =
+                admission::validate_object(kind, o, namespace, &self.snapshot, self.settings);
             self.emit(&subject, &validation);
         }
         patched
@@ -190,6 +192,14 @@ impl Reviewer<'_> {
             let _ = writeln!(self.report.stderr, "denied: {denial}");
         }
     }
+}
+
+/// The core's view of a document, which must name its apiVersion and kind.
+fn view_of(v: &Value) -> Result<Object<'_>, String> {
+    let obj = Object::from_value(v).map_err(|e| format!("not a Kubernetes object: {e}"))?;
+    obj.api_version.str().ok_or("object has no apiVersion")?;
+    obj.kind.str().ok_or("object has no kind")?;
+    Ok(obj)
 }
 
 fn subject(v: &Value, ns: &str) -> String {

@@ -14,15 +14,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use http_body_util::BodyExt;
-use kube::core::admission::AdmissionRequest;
-use kube::core::{DynamicObject, TypeMeta};
 use serde::Deserialize;
 
 use super::MAX_BODY_BYTES;
 use super::metrics::{HttpError, operation_str};
 use super::state::AppState;
+use crate::admission::view::ReviewRequest;
 use crate::admission::wire::{API_VERSION, ReviewResponse};
-use crate::admission::{self, Kind, Webhook};
+use crate::admission::{self, Webhook};
 use crate::settings::Enforcement;
 
 /// The router of the admission listener.
@@ -149,21 +148,17 @@ async fn read_body(mut body: Body, capacity: usize) -> Result<Option<Bytes>, axu
     Ok(Some(first.unwrap_or_else(|| Bytes::from(buf))))
 }
 
-/// The AdmissionReview envelope, read without kube-core's flattened `TypeMeta` (which makes serde
-/// buffer the whole document before reading it again); the request is read in one pass too
-/// (`DynamicObject` flattens its fields as well: see `admission::decode`), keeping only what the
-/// admission core reads (the request goes to `admission::review` and nowhere else).
+/// The AdmissionReview envelope, read in one pass without kube-core's flattened `TypeMeta`
+/// (which makes serde buffer the whole document before reading it again); the request is the
+/// core's borrowing view, which skips what the core never reads.
 #[derive(Deserialize)]
-struct Envelope {
+struct Envelope<'a> {
     #[serde(rename = "apiVersion", default)]
     api_version: Option<String>,
     #[serde(default)]
     kind: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "crate::admission::decode::deserialize_request_for_review"
-    )]
-    request: Option<AdmissionRequest<DynamicObject>>,
+    #[serde(borrow, default)]
+    request: Option<ReviewRequest<'a>>,
 }
 
 /// Only the version, to explain a body that does not parse as a v1 review.
@@ -197,7 +192,7 @@ fn wrong_kind(k: Option<&str>) -> String {
 }
 
 /// Parse an AdmissionReview `admission.k8s.io/v1` body into its request.
-fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, Rejected> {
+fn parse(body: &[u8]) -> Result<ReviewRequest<'_>, Rejected> {
     let env: Envelope = match serde_json::from_slice(body) {
         Ok(e) => e,
         Err(e) => {
@@ -228,7 +223,7 @@ fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, Rejected> {
     let uid = || {
         env.request
             .as_ref()
-            .map(|r| r.uid.clone())
+            .map(|r| r.uid.to_string())
             .unwrap_or_default()
     };
     if env.api_version.as_deref() != Some(API_VERSION) {
@@ -245,16 +240,12 @@ fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, Rejected> {
             message: wrong_kind(env.kind.as_deref()),
         });
     }
-    let Some(mut req) = env.request else {
+    let Some(req) = env.request else {
         return Err(Rejected {
             reason: HttpError::MissingRequest,
             uid: String::new(),
             message: "the AdmissionReview has no request".into(),
         });
-    };
-    req.types = TypeMeta {
-        api_version: API_VERSION.into(),
-        kind: "AdmissionReview".into(),
     };
     Ok(req)
 }
@@ -323,17 +314,19 @@ async fn handle(state: &AppState, webhook: Webhook, req: Request) -> Response {
             return bad_review(r.uid, r.message);
         }
     };
-    drop(bytes);
 
     let decision = {
         let snapshot = state.config.load();
         admission::review(webhook, &req, &snapshot, &state.settings)
     };
-    let body = serde_json::to_vec(&ReviewResponse::from_decision(req.uid.clone(), &decision))
-        .expect("a review response always serializes");
+    let body = serde_json::to_vec(&ReviewResponse::from_decision(
+        req.uid.to_string(),
+        &decision,
+    ))
+    .expect("a review response always serializes");
     let elapsed = start.elapsed();
 
-    let kind = Kind::of_request(&req);
+    let kind = req.target_kind();
     let enforcement = state.settings.enforcement;
     state.metrics.review(
         webhook,
@@ -350,7 +343,7 @@ async fn handle(state: &AppState, webhook: Webhook, req: Request) -> Response {
 /// The one structured line per review.
 fn log_review(
     webhook: Webhook,
-    req: &AdmissionRequest<DynamicObject>,
+    req: &ReviewRequest<'_>,
     decision: &admission::Decision,
     enforcement: Enforcement,
     elapsed: std::time::Duration,

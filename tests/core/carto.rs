@@ -1,6 +1,6 @@
 //! The real CARTO plain install: mutating it gives what the manual procedure produces.
 
-use carto_wi_webhook::admission;
+use carto_wi_webhook::admission::{self, Webhook};
 use carto_wi_webhook::config::{ConfigEntry, config_from_object};
 use carto_wi_webhook::offline::{self, OutputFormat};
 use carto_wi_webhook::settings::Settings;
@@ -120,7 +120,7 @@ fn mutating_the_plain_install_matches_the_manual_procedure() {
             ));
         }
         // What the validating webhook then sees is allowed.
-        let v = admission::validate(&req(&out), &snap, &settings());
+        let v = admission::review(Webhook::Validate, &req(&out), &snap, &settings());
         assert!(v.allowed(), "{:?}", v.denial.map(|d| d.to_string()));
         assert!(v.violations.is_empty());
         if o["kind"] == "Deployment" {

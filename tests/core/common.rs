@@ -6,12 +6,12 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use carto_wi_webhook::admission::{self, Decision, request::create_request};
+use carto_wi_webhook::admission::view::ReviewRequest;
+use carto_wi_webhook::admission::{self, Decision, Webhook};
 use carto_wi_webhook::config::{ConfigEntry, ConfigSnapshot, WorkloadIdentityConfig};
 use carto_wi_webhook::settings::Settings;
 use json_patch::Patch;
-use kube::core::DynamicObject;
-use kube::core::admission::AdmissionRequest;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub const NS: &str = "carto";
@@ -77,8 +77,28 @@ pub fn settings() -> Settings {
 }
 
 /// The CREATE request the API server would send for `obj` (namespace `carto` by default).
-pub fn req(obj: &Value) -> AdmissionRequest<DynamicObject> {
-    create_request("uid-1", obj, NS).expect("a Kubernetes object")
+pub fn req(obj: &Value) -> ReviewRequest<'static> {
+    let api_version = obj["apiVersion"].as_str().expect("an apiVersion");
+    let kind = obj["kind"].as_str().expect("a kind");
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let name = obj["metadata"]["name"].as_str().unwrap_or("");
+    let namespace = obj["metadata"]["namespace"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .unwrap_or(NS);
+    let mut object = obj.clone();
+    if let Some(m) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.entry("namespace").or_insert_with(|| json!(namespace));
+    }
+    let gvk = json!({"group": group, "version": version, "kind": kind});
+    let gvr = json!({"group": group, "version": version, "resource": format!("{}s", kind.to_ascii_lowercase())});
+    let r = json!({
+        "uid": "uid-1", "kind": gvk, "resource": gvr, "requestKind": gvk, "requestResource": gvr,
+        "name": name, "namespace": namespace, "operation": "CREATE",
+        "userInfo": {"username": "carto-wi-webhook-review"},
+        "object": object, "oldObject": null, "dryRun": true,
+    });
+    ReviewRequest::deserialize(r).expect("a Kubernetes object")
 }
 
 /// A hand-written AdmissionRequest (as the API server sends it).
@@ -90,7 +110,7 @@ pub fn raw_req(
     sub_resource: Option<&str>,
     name: &str,
     object: Value,
-) -> AdmissionRequest<DynamicObject> {
+) -> ReviewRequest<'static> {
     let version = "v1";
     let gvk = json!({"group": group, "version": version, "kind": kind});
     let gvr = json!({"group": group, "version": version, "resource": resource});
@@ -105,7 +125,7 @@ pub fn raw_req(
         r["subResource"] = json!(s);
         r["requestSubResource"] = json!(s);
     }
-    serde_json::from_value(r).expect("an AdmissionRequest")
+    ReviewRequest::deserialize(r).expect("an AdmissionRequest")
 }
 
 /// Apply a patch to a copy of `obj`; the patch must apply cleanly.
@@ -123,7 +143,7 @@ pub fn apply(obj: &Value, patch: &Patch) -> Value {
 /// Mutate `obj`; apply the patch (if any); check that a second pass over the result is a no-op.
 /// Returns the (possibly) patched object and the first decision.
 pub fn mutate_with(obj: &Value, snap: &ConfigSnapshot, settings: &Settings) -> (Value, Decision) {
-    let d = admission::mutate(&req(obj), snap, settings);
+    let d = admission::review(Webhook::Mutate, &req(obj), snap, settings);
     assert!(d.allowed(), "mutation never denies");
     let out = match &d.patch {
         Some(p) => {
@@ -132,7 +152,7 @@ pub fn mutate_with(obj: &Value, snap: &ConfigSnapshot, settings: &Settings) -> (
         }
         None => obj.clone(),
     };
-    let again = admission::mutate(&req(&out), snap, settings);
+    let again = admission::review(Webhook::Mutate, &req(&out), snap, settings);
     assert_eq!(
         again
             .patch

@@ -1,7 +1,7 @@
 //! Mutation: every case of PRODUCT.md. Each patch is applied with json-patch and compared with
 //! the expected object, and a second pass over the result must yield no patch.
 
-use carto_wi_webhook::admission::{self, Kind};
+use carto_wi_webhook::admission::{self, Kind, Webhook};
 use carto_wi_webhook::config::{ConfigEntry, ConfigSnapshot, WorkloadIdentityConfig};
 use carto_wi_webhook::settings::Settings;
 use serde_json::{Value, json};
@@ -126,7 +126,7 @@ fn service_account_different_email_is_replaced_with_a_warning() {
 fn other_service_accounts_are_untouched() {
     for name in ["carto-accounts-www", "default", "carto-common-backend-2"] {
         let sa = service_account(name, None);
-        let d = admission::mutate(&req(&sa), &snapshot(), &settings());
+        let d = admission::review(Webhook::Mutate, &req(&sa), &snapshot(), &settings());
         assert_eq!(d.patch, None, "{name}");
         assert!(d.warnings.is_empty(), "{name}");
     }
@@ -140,7 +140,12 @@ fn custom_service_account_setting() {
     };
     let (out, _) = mutate_with(&service_account("my-backend", None), &snapshot(), &s);
     assert_eq!(out["metadata"]["annotations"][GCP_SA], EMAIL_V);
-    let d = admission::mutate(&req(&service_account(SA, None)), &snapshot(), &s);
+    let d = admission::review(
+        Webhook::Mutate,
+        &req(&service_account(SA, None)),
+        &snapshot(),
+        &s,
+    );
     assert_eq!(d.patch, None);
     let dep = deployment("x", "my-backend", vec![container("app", None)]);
     let (out, _) = mutate_with(&dep, &snapshot(), &s);
@@ -379,7 +384,7 @@ fn non_target_deployments_are_untouched() {
         no_sa,
         name_wins,
     ] {
-        let d = admission::mutate(&req(&dep), &snapshot(), &settings());
+        let d = admission::review(Webhook::Mutate, &req(&dep), &snapshot(), &settings());
         assert_eq!(d.patch, None, "{dep}");
         assert!(d.warnings.is_empty());
     }
@@ -396,7 +401,7 @@ fn other_kinds_are_untouched() {
         "spec": {"template": {"spec": {"serviceAccountName": SA, "containers": [{"name": "a"}]}}}});
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "carto-workload-identity"}, "data": {}});
     for o in [pod, sts, fake, cm] {
-        let d = admission::mutate(&req(&o), &snapshot(), &settings());
+        let d = admission::review(Webhook::Mutate, &req(&o), &snapshot(), &settings());
         assert_eq!(d.patch, None, "{o}");
         assert!(d.warnings.is_empty());
     }
@@ -534,7 +539,7 @@ fn deployments_allowlist() {
     let (out, _) = mutate_with(&listed, &snapshot(), &s);
     assert_eq!(env_of(&out, "containers", 0), json!(acme_entries()));
     let unlisted = deployment("carto-maps-api", SA, vec![container("app", None)]);
-    let d = admission::mutate(&req(&unlisted), &snapshot(), &s);
+    let d = admission::review(Webhook::Mutate, &req(&unlisted), &snapshot(), &s);
     assert_eq!(d.patch, None);
     // The allowlist narrows Deployments only; it never widens to other ServiceAccounts.
     let other_sa = deployment(
@@ -543,14 +548,19 @@ fn deployments_allowlist() {
         vec![container("app", None)],
     );
     assert_eq!(
-        admission::mutate(&req(&other_sa), &snapshot(), &s).patch,
+        admission::review(Webhook::Mutate, &req(&other_sa), &snapshot(), &s).patch,
         None
     );
     // The ServiceAccount is still annotated.
     assert!(
-        admission::mutate(&req(&service_account(SA, None)), &snapshot(), &s)
-            .patch
-            .is_some()
+        admission::review(
+            Webhook::Mutate,
+            &req(&service_account(SA, None)),
+            &snapshot(),
+            &s
+        )
+        .patch
+        .is_some()
     );
 }
 
@@ -561,24 +571,24 @@ fn opt_out_label_on_the_object() {
     let mut dep = deployment("x", SA, vec![container("app", None)]);
     dep["metadata"]["labels"] = json!({INJECT: "false"});
     assert_eq!(
-        admission::mutate(&req(&dep), &snapshot(), &settings()).patch,
+        admission::review(Webhook::Mutate, &req(&dep), &snapshot(), &settings()).patch,
         None
     );
     dep["metadata"]["labels"] = json!({INJECT: "False"});
     assert_eq!(
-        admission::mutate(&req(&dep), &snapshot(), &settings()).patch,
+        admission::review(Webhook::Mutate, &req(&dep), &snapshot(), &settings()).patch,
         None
     );
     let mut sa = service_account(SA, None);
     sa["metadata"]["labels"] = json!({INJECT: "false"});
     assert_eq!(
-        admission::mutate(&req(&sa), &snapshot(), &settings()).patch,
+        admission::review(Webhook::Mutate, &req(&sa), &snapshot(), &settings()).patch,
         None
     );
     // Any other value is not an opt-out.
     dep["metadata"]["labels"] = json!({INJECT: "true"});
     assert!(
-        admission::mutate(&req(&dep), &snapshot(), &settings())
+        admission::review(Webhook::Mutate, &req(&dep), &snapshot(), &settings())
             .patch
             .is_some()
     );
@@ -591,7 +601,7 @@ fn opt_out_label_on_the_namespace() {
     let dep = deployment("x", SA, vec![container("app", None)]);
     let sa = service_account(SA, None);
     for o in [&dep, &sa] {
-        let d = admission::mutate(&req(o), &snap, &settings());
+        let d = admission::review(Webhook::Mutate, &req(o), &snap, &settings());
         assert_eq!(d.patch, None);
         assert!(d.warnings.is_empty());
     }
@@ -599,13 +609,13 @@ fn opt_out_label_on_the_namespace() {
     let mut elsewhere = dep.clone();
     elsewhere["metadata"]["namespace"] = json!("other");
     assert!(
-        admission::mutate(&req(&elsewhere), &snap, &settings())
+        admission::review(Webhook::Mutate, &req(&elsewhere), &snap, &settings())
             .patch
             .is_some()
     );
     snap.set_opted_out(NS, false);
     assert!(
-        admission::mutate(&req(&dep), &snap, &settings())
+        admission::review(Webhook::Mutate, &req(&dep), &snap, &settings())
             .patch
             .is_some()
     );
@@ -746,7 +756,7 @@ fn no_config_allows_unpatched_with_a_warning() {
         deployment("x", SA, vec![container("app", None)]),
         service_account(SA, None),
     ] {
-        let d = admission::mutate(&req(&o), &snap, &settings());
+        let d = admission::review(Webhook::Mutate, &req(&o), &snap, &settings());
         assert!(d.allowed());
         assert_eq!(d.patch, None);
         assert_eq!(d.warnings.len(), 1, "{:?}", d.warnings);
@@ -758,7 +768,12 @@ fn no_config_allows_unpatched_with_a_warning() {
         assert!(d.warnings[0].contains("not injected"), "{}", d.warnings[0]);
     }
     // Non-targets get no warning.
-    let d = admission::mutate(&req(&service_account("default", None)), &snap, &settings());
+    let d = admission::review(
+        Webhook::Mutate,
+        &req(&service_account("default", None)),
+        &snap,
+        &settings(),
+    );
     assert!(d.warnings.is_empty());
 }
 
@@ -766,7 +781,8 @@ fn no_config_allows_unpatched_with_a_warning() {
 fn broken_config_allows_unpatched_with_a_warning() {
     let broken = WorkloadIdentityConfig::from_data(&data(&[(BILLING_PROJECT, "X")]));
     let snap = ConfigSnapshot::with_default(ConfigEntry::from_result(broken));
-    let d = admission::mutate(
+    let d = admission::review(
+        Webhook::Mutate,
         &req(&deployment("x", SA, vec![container("app", None)])),
         &snap,
         &settings(),
@@ -783,7 +799,7 @@ fn deployment_req(
     op: &str,
     sub: Option<&str>,
     object: Value,
-) -> kube::core::admission::AdmissionRequest<kube::core::DynamicObject> {
+) -> carto_wi_webhook::admission::view::ReviewRequest<'static> {
     raw_req(op, "apps", "Deployment", "deployments", sub, "x", object)
 }
 
@@ -792,7 +808,12 @@ fn delete_and_connect_are_untouched() {
     let dep = deployment("x", SA, vec![container("app", None)]);
     for op in ["DELETE", "CONNECT"] {
         for object in [Value::Null, dep.clone()] {
-            let d = admission::mutate(&deployment_req(op, None, object), &snapshot(), &settings());
+            let d = admission::review(
+                Webhook::Mutate,
+                &deployment_req(op, None, object),
+                &snapshot(),
+                &settings(),
+            );
             assert!(d.allowed());
             assert_eq!(d.patch, None, "{op}");
             assert!(d.warnings.is_empty());
@@ -803,7 +824,8 @@ fn delete_and_connect_are_untouched() {
 #[test]
 fn null_object_is_untouched() {
     for op in ["CREATE", "UPDATE"] {
-        let d = admission::mutate(
+        let d = admission::review(
+            Webhook::Mutate,
             &deployment_req(op, None, Value::Null),
             &snapshot(),
             &settings(),
@@ -816,7 +838,8 @@ fn null_object_is_untouched() {
 #[test]
 fn update_is_handled_like_create() {
     let dep = deployment("x", SA, vec![container("app", None)]);
-    let d = admission::mutate(
+    let d = admission::review(
+        Webhook::Mutate,
         &deployment_req("UPDATE", None, dep.clone()),
         &snapshot(),
         &settings(),
@@ -829,7 +852,8 @@ fn update_is_handled_like_create() {
 fn subresources_are_untouched() {
     let dep = deployment("x", SA, vec![container("app", None)]);
     for sub in ["scale", "status"] {
-        let d = admission::mutate(
+        let d = admission::review(
+            Webhook::Mutate,
             &deployment_req("UPDATE", Some(sub), dep.clone()),
             &snapshot(),
             &settings(),
@@ -847,7 +871,10 @@ fn subresources_are_untouched() {
         SA,
         sa,
     );
-    assert_eq!(admission::mutate(&r, &snapshot(), &settings()).patch, None);
+    assert_eq!(
+        admission::review(Webhook::Mutate, &r, &snapshot(), &settings()).patch,
+        None
+    );
 }
 
 #[test]
@@ -857,8 +884,8 @@ fn dry_run_gets_the_same_answer() {
     let mut dry = wet.clone();
     dry.dry_run = true;
     assert_eq!(
-        admission::mutate(&wet, &snapshot(), &settings()),
-        admission::mutate(&dry, &snapshot(), &settings())
+        admission::review(Webhook::Mutate, &wet, &snapshot(), &settings()),
+        admission::review(Webhook::Mutate, &dry, &snapshot(), &settings())
     );
 }
 
@@ -877,7 +904,7 @@ fn generate_name_object_uses_the_request_name() {
         "",
         dep.clone(),
     );
-    let d = admission::mutate(&r, &snapshot(), &settings());
+    let d = admission::review(Webhook::Mutate, &r, &snapshot(), &settings());
     let out = apply(&dep, d.patch.as_ref().unwrap());
     assert_eq!(env_of(&out, "containers", 0), json!(acme_entries()));
 }
@@ -887,7 +914,7 @@ fn wire_response_carries_a_base64_patch() {
     use base64::Engine;
     use carto_wi_webhook::admission::wire::ReviewResponse;
     let dep = deployment("x", SA, vec![container("app", None)]);
-    let d = admission::mutate(&req(&dep), &snapshot(), &settings());
+    let d = admission::review(Webhook::Mutate, &req(&dep), &snapshot(), &settings());
     let wire = serde_json::to_value(ReviewResponse::from_decision("u-1".into(), &d)).unwrap();
     assert_eq!(wire["apiVersion"], "admission.k8s.io/v1");
     assert_eq!(wire["kind"], "AdmissionReview");
@@ -904,7 +931,8 @@ fn wire_response_carries_a_base64_patch() {
     let patch: json_patch::Patch = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(Some(patch), d.patch);
     // No patch: no patch fields at all.
-    let none = admission::mutate(
+    let none = admission::review(
+        Webhook::Mutate,
         &req(&service_account("default", None)),
         &snapshot(),
         &settings(),
@@ -921,7 +949,8 @@ fn objects_being_deleted_are_untouched() {
     let mut dep = deployment("x", SA, vec![container("app", None)]);
     dep["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
     dep["metadata"]["finalizers"] = json!(["foregroundDeletion"]);
-    let d = admission::mutate(
+    let d = admission::review(
+        Webhook::Mutate,
         &deployment_req("UPDATE", None, dep),
         &snapshot(),
         &settings(),
@@ -931,7 +960,7 @@ fn objects_being_deleted_are_untouched() {
     let mut sa = service_account(SA, None);
     sa["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
     assert_eq!(
-        admission::mutate(&req(&sa), &snapshot(), &settings()).patch,
+        admission::review(Webhook::Mutate, &req(&sa), &snapshot(), &settings()).patch,
         None
     );
 }

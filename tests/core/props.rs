@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use carto_wi_webhook::admission;
+use carto_wi_webhook::admission::{self, Webhook};
 use carto_wi_webhook::settings::Settings;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
@@ -324,7 +324,7 @@ proptest! {
         let snap = snapshot_of(config_of(&pairs));
         let s = Settings { include_init_containers: c.include_init, ..settings() };
         let (out, _) = mutate_with(&dep, &snap, &s);
-        let v = admission::validate(&req(&out), &snap, &s);
+        let v = admission::review(Webhook::Validate, &req(&out), &snap, &s);
         prop_assert!(v.allowed(), "{:?}", v.denial.map(|d| d.to_string()));
         prop_assert!(v.violations.is_empty());
     }

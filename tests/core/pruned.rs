@@ -1,15 +1,20 @@
-//! The server's pruned parse (`decode::request_for_review_from_slice`, what
-//! `deserialize_request_for_review` reads) against the full one (`decode::request_from_slice`):
-//! `mutate` and `validate` must give the same `Decision` on both, and malformed input is an
-//! error (never a panic) from both.
+//! The typed views against a full parse: the core on `view::ReviewRequest` (what the server and
+//! `review` read) must give the same `Decision` as the pre-view core (tests/core/reference) on
+//! kube-core's fully parsed `AdmissionRequest<DynamicObject>`, on every fixture object and on
+//! random ones; `mutate_object`/`validate_object` agree with it too; malformed input is an error
+//! (never a panic) from both parses.
 
-use carto_wi_webhook::admission::{self, Decision, Webhook, decode};
+use carto_wi_webhook::admission::view::{Field, Object, ReviewRequest};
+use carto_wi_webhook::admission::{self, Decision, Kind, Webhook};
 use carto_wi_webhook::config::{ConfigEntry, ConfigSnapshot, WorkloadIdentityConfig};
 use carto_wi_webhook::settings::{Enforcement, Settings};
+use kube::core::DynamicObject;
+use kube::core::admission::AdmissionRequest;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use crate::common::*;
+use crate::reference;
 
 /// Every Settings the decisions depend on, in several combinations.
 fn all_settings() -> Vec<Settings> {
@@ -82,17 +87,20 @@ fn body(operation: &str, obj: &Value, old: Option<&Value>, name: &str) -> Vec<u8
     .expect("serializes")
 }
 
+/// kube-core's derived parse of a whole request (every member of every object).
+fn full_parse(body: &[u8]) -> serde_json::Result<AdmissionRequest<DynamicObject>> {
+    serde_json::from_slice(body)
+}
+
 /// Both parses succeed, and every (webhook, snapshot, settings) gives the same decision.
 fn same_decisions(body: &[u8], snapshots: &[ConfigSnapshot], settings: &[Settings]) {
-    let full = decode::request_from_slice(body).expect("full parse");
-    let pruned = decode::request_for_review_from_slice(body).expect("pruned parse");
-    let meta = &pruned.object.as_ref().expect("an object").metadata;
-    assert!(meta.managed_fields.is_none() && pruned.old_object.is_none());
+    let full = full_parse(body).expect("full parse");
+    let view = ReviewRequest::from_slice(body).expect("view parse");
     for snap in snapshots {
         for s in settings {
             for w in [Webhook::Mutate, Webhook::Validate] {
-                let a: Decision = admission::review(w, &full, snap, s);
-                let b = admission::review(w, &pruned, snap, s);
+                let a: Decision = reference::review(w, &full, snap, s);
+                let b = admission::review(w, &view, snap, s);
                 assert_eq!(
                     a,
                     b,
@@ -101,6 +109,30 @@ fn same_decisions(body: &[u8], snapshots: &[ConfigSnapshot], settings: &[Setting
                     String::from_utf8_lossy(body)
                 );
             }
+        }
+    }
+}
+
+/// `mutate_object` / `validate_object` on the object alone decide as the reference does on the
+/// CREATE of it in namespace `carto`.
+fn same_object_decisions(obj: &Value, snapshots: &[ConfigSnapshot], settings: &[Settings]) {
+    let name = obj["metadata"]["name"].as_str().unwrap_or("");
+    let full = full_parse(&body("CREATE", obj, None, name)).expect("full parse");
+    let view = Object::from_value(obj).expect("view parse");
+    for snap in snapshots {
+        for s in settings {
+            let m = admission::mutate_object(view.kind(), &view, NS, snap, s);
+            assert_eq!(
+                m,
+                reference::review(Webhook::Mutate, &full, snap, s),
+                "{obj}"
+            );
+            let v = admission::validate_object(view.kind(), &view, NS, snap, s);
+            assert_eq!(
+                v,
+                reference::review(Webhook::Validate, &full, snap, s),
+                "{obj}"
+            );
         }
     }
 }
@@ -146,6 +178,7 @@ fn same_decisions_on_every_fixture_object() {
                 same_decisions(&body("UPDATE", &o, Some(&obj), &name), &snaps, &settings);
                 // generateName objects: no name in the request.
                 same_decisions(&body("CREATE", &o, None, ""), &snaps, &settings);
+                same_object_decisions(&o, &snaps, &settings);
             }
             n += 1;
         }
@@ -153,36 +186,56 @@ fn same_decisions_on_every_fixture_object() {
     assert!(n > 30, "only {n} fixture objects");
 }
 
-/// The pruned parse keeps the container list's indices and the exact `env` (null, absent,
-/// non-list) of every container.
+/// The view keeps every container and env entry in its place (patch paths use the indices) and
+/// tells an absent member from `null` and from one of another type.
 #[test]
-fn pruned_object_keeps_what_the_core_reads() {
+fn view_keeps_what_the_core_reads() {
     let obj = json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "d", "labels": {"l": "v"}, "managedFields": [{"x": 1}]},
+        "metadata": {"name": "d", "namespace": "", "labels": {"l": "v"}, "managedFields": [{"x": 1}]},
         "spec": {"replicas": 2, "template": {"metadata": {"labels": {"a": "b"}}, "spec": {
             "serviceAccount": "carto-common-backend",
             "volumes": [{"name": "v"}],
             "containers": [{"name": "a", "image": "i", "env": null}, "junk", {"image": "j"},
-                           {"name": "c", "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}],
+                           {"name": "c", "env": [null, {"name": "X", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+                                                 {"name": "Y", "value": null}, {"name": "Z", "value": 3}]},
+                           {"name": "e", "env": "not a list"}],
             "initContainers": 7}}},
         "status": {"replicas": 2}
     });
-    let r = decode::request_for_review_from_slice(&body("CREATE", &obj, Some(&obj), "d")).unwrap();
-    let o = r.object.unwrap();
-    assert_eq!(o.metadata.labels.unwrap()["l"], "v");
-    assert!(o.metadata.managed_fields.is_none());
-    assert_eq!(
-        o.data,
-        json!({"spec": {"template": {"metadata": {}, "spec": {
-            "serviceAccount": "carto-common-backend",
-            "containers": [{"name": "a", "env": null}, "junk", {},
-                           {"name": "c", "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}],
-            "initContainers": 7}}}})
-    );
-    assert_eq!(o.types.unwrap().kind, "Deployment");
-    assert!(r.old_object.is_none() && r.options.is_none());
-    assert_eq!(r.user_info, Default::default());
+    let o = Object::from_value(&obj).unwrap();
+    assert_eq!(o.kind(), Kind::Deployment);
+    assert_eq!((o.name(), o.namespace()), ("d", None));
+    assert_eq!(o.metadata.labels.as_ref().unwrap().get("l"), Some("v"));
+    assert!(o.metadata.annotations.is_none() && !o.is_deleting());
+    let meta = o.template_meta().expect("template metadata");
+    assert_eq!(meta.annotations, Field::Absent);
+    let pod = o.pod_spec().expect("a pod spec");
+    assert_eq!(pod.service_account.str(), Some(SA));
+    assert_eq!(pod.service_account_name, Field::Absent);
+    assert_eq!(pod.init_containers, Field::Wrong);
+    let c = pod.list("containers");
+    assert_eq!(c.len(), 5);
+    assert_eq!(c[0].get().unwrap().env, Field::Null);
+    assert_eq!(c[1], Field::Wrong);
+    assert_eq!(c[2].get().unwrap().name, Field::Absent);
+    assert_eq!(c[2].get().unwrap().env, Field::Absent);
+    assert_eq!(c[4].get().unwrap().env, Field::Wrong);
+    let env = c[3].get().unwrap().env.get().unwrap();
+    assert_eq!(env.len(), 4);
+    assert_eq!(env[0], Field::Null);
+    let x = env[1].get().unwrap();
+    assert!(x.value_from.is_set() && !x.value.is_present());
+    let y = env[2].get().unwrap();
+    assert!(y.value.is_present() && y.value.str().is_none() && !y.value_from.is_set());
+    assert_eq!(env[3].get().unwrap().value, Field::Wrong);
+    // Strings without escapes are borrowed from the input, not copied.
+    let text = serde_json::to_vec(&obj).unwrap();
+    let o = Object::from_slice(&text).unwrap();
+    assert!(matches!(
+        o.metadata.name,
+        Some(std::borrow::Cow::Borrowed("d"))
+    ));
 }
 
 /// Malformed input: an error from both parses (the same verdict), never a panic.
@@ -238,19 +291,19 @@ fn malformed_input_is_an_error_from_both() {
             .into_bytes(),
     );
     for b in &bad {
-        let full = decode::request_from_slice(b);
-        let pruned = decode::request_for_review_from_slice(b);
+        let full = full_parse(b);
+        let view = ReviewRequest::from_slice(b);
         assert!(
-            full.is_err() && pruned.is_err(),
-            "{}: full {:?}, pruned {:?}",
+            full.is_err() && view.is_err(),
+            "{}: full {:?}, view {:?}",
             String::from_utf8_lossy(b),
             full.map(|_| ()),
-            pruned.map(|_| ())
+            view.map(|_| ())
         );
     }
     // The well-formed one is fine with both.
-    assert!(decode::request_from_slice(&ok).is_ok());
-    assert!(decode::request_for_review_from_slice(&ok).is_ok());
+    assert!(full_parse(&ok).is_ok());
+    assert!(ReviewRequest::from_slice(&ok).is_ok());
 }
 
 fn env_entry() -> impl Strategy<Value = Value> {
@@ -286,7 +339,7 @@ fn env() -> impl Strategy<Value = Option<Value>> {
     ]
 }
 
-/// Random extra members (images, ports, resources...) the pruned parse must skip.
+/// Random extra members (images, ports, resources...) the view must skip.
 fn extra() -> impl Strategy<Value = Value> {
     prop_oneof![
         Just(json!(null)),
@@ -480,5 +533,49 @@ proptest! {
             body("CREATE", &obj, None, &name)
         };
         same_decisions(&b, &all_snapshots(), &all_settings());
+    }
+}
+
+/// A ConfigMap read through the view gives the same configuration or problems (same messages,
+/// same order) as the pre-view reading of the JSON value, also with repeated keys, non-string
+/// values, `binaryData` and another kind.
+#[test]
+fn config_from_the_view_matches_the_json_reading() {
+    let data = format!(
+        r#"{{"{WORKFLOWS_TEMP}":"{TEMP_V}","{BILLING_PROJECT}":5,"{SA_EMAIL}":"bad value","{WORKFLOWS_TEMP}":"x","TYPO_KEY":null}}"#
+    );
+    let texts = [
+        format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"c"}},"data":{data}}}"#),
+        format!(r#"{{"kind":"ConfigMap","data":{data},"binaryData":{{"b":"eA==","a":"","b":""}}}}"#),
+        format!(r#"{{"kind":"Secret","data":{data}}}"#),
+        r#"{"kind":"ConfigMap","data":["x"],"binaryData":null}"#.to_owned(),
+        r#"{"kind":"ConfigMap","data":null}"#.to_owned(),
+        r#"{"kind":5,"data":{}}"#.to_owned(),
+        r#"{"data":{"WORKSPACE_WORKLOAD_IDENTITY_SERVICE_ACCOUNT_EMAIL":"carto-wi@acme-analytics.iam.gserviceaccount.com"}}"#.to_owned(),
+    ];
+    for text in texts
+        .iter()
+        .map(String::as_bytes)
+        .chain([fixture("configmap-valid.yaml").as_bytes()])
+    {
+        let value: Value = match serde_json::from_slice(text) {
+            Ok(v) => v,
+            Err(_) => carto_wi_webhook::yaml::parse(std::str::from_utf8(text).unwrap()).unwrap(),
+        };
+        let expected = reference::config::config_from_object(&value);
+        let view = Object::from_value(&value).expect("an object");
+        assert_eq!(
+            view.config_map_shape(view.kind.str()).config(),
+            expected,
+            "{value}"
+        );
+        // Parsed from the text too (the JSON ones), borrowing from it.
+        if let Ok(o) = Object::from_slice(text) {
+            assert_eq!(o.config_map_shape(o.kind.str()).config(), expected);
+        }
+        assert_eq!(
+            carto_wi_webhook::config::config_from_object(&value),
+            expected
+        );
     }
 }

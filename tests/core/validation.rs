@@ -1,7 +1,7 @@
 //! Validation: the ConfigMap, target Deployments and the ServiceAccount, the enforcement modes,
 //! `--require-config`, and the warning limits.
 
-use carto_wi_webhook::admission::{self, Found, Violation};
+use carto_wi_webhook::admission::{self, Found, Violation, Webhook};
 use carto_wi_webhook::config::{
     ConfigEntry, ConfigOrigin, ConfigProblem, ConfigSnapshot, Rule, WorkloadIdentityConfig, keys,
 };
@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::common::*;
 
 fn validate(obj: &Value) -> admission::Decision {
-    admission::validate(&req(obj), &snapshot(), &settings())
+    admission::review(Webhook::Validate, &req(obj), &snapshot(), &settings())
 }
 
 fn config_map(data: Value) -> Value {
@@ -50,7 +50,7 @@ fn valid_config_map_is_allowed_with_its_warnings() {
 #[test]
 fn invalid_config_map_is_denied_listing_every_problem() {
     let objs = fixture_objects("configmap-invalid.yaml");
-    let d = admission::validate(&req(&objs[0]), &snapshot(), &settings());
+    let d = admission::review(Webhook::Validate, &req(&objs[0]), &snapshot(), &settings());
     assert!(!d.allowed());
     let want = vec![
         Violation::Config(ConfigProblem::UnknownKey {
@@ -97,7 +97,7 @@ fn config_map_deny_applies_in_any_namespace_and_only_to_its_name() {
         config_map: "something-else".into(),
         ..settings()
     };
-    assert!(!admission::validate(&req(&cm), &snapshot(), &s).allowed());
+    assert!(!admission::review(Webhook::Validate, &req(&cm), &snapshot(), &s).allowed());
 }
 
 #[test]
@@ -124,7 +124,7 @@ fn config_map_delete_is_allowed() {
         "carto-workload-identity",
         Value::Null,
     );
-    assert!(admission::validate(&r, &snapshot(), &settings()).allowed());
+    assert!(admission::review(Webhook::Validate, &r, &snapshot(), &settings()).allowed());
 }
 
 // ---------------------------------------------------------------- Deployment
@@ -252,7 +252,8 @@ fn drift_against_the_namespace_config() {
     ]);
     snap.set_namespace(NS, ConfigEntry::from_result(Ok(team)));
     // Right for the default, wrong for the namespace: the namespace wins.
-    let d = admission::validate(
+    let d = admission::review(
+        Webhook::Validate,
         &req(&dep_with_env(json!(acme_entries()))),
         &snap,
         &settings(),
@@ -299,7 +300,7 @@ fn skipped_and_init_containers_are_not_checked_unless_managed() {
         include_init_containers: true,
         ..settings()
     };
-    let d = admission::validate(&req(&dep), &snapshot(), &s);
+    let d = admission::review(Webhook::Validate, &req(&dep), &snapshot(), &s);
     assert!(
         matches!(&d.violations[..], [Violation::IncompleteEnv { container, .. }, ..] if container == "init"),
         "{:?}",
@@ -326,7 +327,7 @@ fn non_target_deployments_are_not_checked() {
         ..settings()
     };
     assert!(
-        admission::validate(&req(&opted), &snapshot(), &s)
+        admission::review(Webhook::Validate, &req(&opted), &snapshot(), &s)
             .violations
             .is_empty()
     );
@@ -337,7 +338,8 @@ fn non_target_deployments_are_not_checked() {
 #[test]
 fn no_config_allows_with_a_warning() {
     let snap = ConfigSnapshot::default();
-    let d = admission::validate(
+    let d = admission::review(
+        Webhook::Validate,
         &req(&dep_with_env(json!(acme_entries()))),
         &snap,
         &settings(),
@@ -353,7 +355,12 @@ fn no_config_allows_with_a_warning() {
     // Values are still checked against the rules without a config.
     let mut env = acme_entries();
     env[0] = env_var(WORKFLOWS_TEMP, "no-dataset");
-    let d = admission::validate(&req(&dep_with_env(json!(env))), &snap, &settings());
+    let d = admission::review(
+        Webhook::Validate,
+        &req(&dep_with_env(json!(env))),
+        &snap,
+        &settings(),
+    );
     assert!(
         matches!(
             &d.violations[..],
@@ -378,7 +385,7 @@ fn no_config_with_require_config_denies() {
         dep_with_env(json!(acme_entries())),
         service_account(SA, Some(json!({GCP_SA: EMAIL_V}))),
     ] {
-        let d = admission::validate(&req(&o), &snap, &s);
+        let d = admission::review(Webhook::Validate, &req(&o), &snap, &s);
         assert!(!d.allowed());
         assert_eq!(
             d.violations,
@@ -390,7 +397,15 @@ fn no_config_with_require_config_denies() {
         assert!(denial_text(&d).contains("--require-config"));
     }
     // Non-targets never need a config.
-    assert!(admission::validate(&req(&service_account("default", None)), &snap, &s).allowed());
+    assert!(
+        admission::review(
+            Webhook::Validate,
+            &req(&service_account("default", None)),
+            &snap,
+            &s
+        )
+        .allowed()
+    );
 }
 
 #[test]
@@ -398,7 +413,7 @@ fn broken_config_warns_or_denies_with_require_config() {
     let broken = WorkloadIdentityConfig::from_data(&data(&[(BILLING_PROJECT, "X")]));
     let snap = ConfigSnapshot::with_default(ConfigEntry::from_result(broken));
     let dep = dep_with_env(json!(acme_entries()));
-    let d = admission::validate(&req(&dep), &snap, &settings());
+    let d = admission::review(Webhook::Validate, &req(&dep), &snap, &settings());
     assert!(d.allowed());
     assert!(
         d.warnings.iter().any(|w| w.contains("invalid")),
@@ -409,7 +424,7 @@ fn broken_config_warns_or_denies_with_require_config() {
         require_config: true,
         ..settings()
     };
-    let d = admission::validate(&req(&dep), &snap, &s);
+    let d = admission::review(Webhook::Validate, &req(&dep), &snap, &s);
     assert!(
         matches!(
             &d.violations[..],
@@ -460,9 +475,15 @@ fn service_account_checks() {
     );
     // Without a config only an invalid annotation is a problem.
     let snap = ConfigSnapshot::default();
-    let d = admission::validate(&req(&service_account(SA, None)), &snap, &settings());
+    let d = admission::review(
+        Webhook::Validate,
+        &req(&service_account(SA, None)),
+        &snap,
+        &settings(),
+    );
     assert!(d.violations.is_empty());
-    let d = admission::validate(
+    let d = admission::review(
+        Webhook::Validate,
         &req(&service_account(SA, Some(json!({GCP_SA: "bad"})))),
         &snap,
         &settings(),
@@ -495,7 +516,8 @@ fn bad_deployment() -> Value {
 #[test]
 fn enforcement_deny_warn_audit() {
     let with = |e: Enforcement| {
-        admission::validate(
+        admission::review(
+            Webhook::Validate,
             &req(&bad_deployment()),
             &snapshot(),
             &Settings {
@@ -572,7 +594,7 @@ fn warnings_are_capped_in_number_and_length() {
         enforcement: Enforcement::Warn,
         ..settings()
     };
-    let v = admission::validate(&req(&dep), &snapshot(), &s);
+    let v = admission::review(Webhook::Validate, &req(&dep), &snapshot(), &s);
     assert!(v.violations.len() > 10);
     for d in [&m, &v] {
         assert_eq!(d.warnings.len(), 10, "{:?}", d.warnings);
@@ -598,7 +620,7 @@ fn delete_connect_and_null_objects_are_allowed() {
         ("DELETE", bad_deployment()),
     ] {
         let r = raw_req(op, "apps", "Deployment", "deployments", None, "x", obj);
-        let d = admission::validate(&r, &snapshot(), &settings());
+        let d = admission::review(Webhook::Validate, &r, &snapshot(), &settings());
         assert!(d.allowed() && d.violations.is_empty(), "{op}");
     }
     let r = raw_req(
@@ -610,7 +632,7 @@ fn delete_connect_and_null_objects_are_allowed() {
         "x",
         bad_deployment(),
     );
-    assert!(admission::validate(&r, &snapshot(), &settings()).allowed());
+    assert!(admission::review(Webhook::Validate, &r, &snapshot(), &settings()).allowed());
 }
 
 #[test]
@@ -621,7 +643,8 @@ fn denied_wire_response_has_status_403() {
     assert_eq!(w["response"]["allowed"], false);
     assert_eq!(w["response"]["status"]["code"], 403);
     assert_eq!(w["response"]["status"]["message"], denial_text(&d));
-    let audit = admission::validate(
+    let audit = admission::review(
+        Webhook::Validate,
         &req(&bad_deployment()),
         &snapshot(),
         &Settings {
