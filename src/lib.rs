@@ -12,6 +12,7 @@
 
 pub mod admission;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod offline;
 pub mod server;
