@@ -154,6 +154,17 @@ pub fn spawn(
         metrics.clone(),
     ));
     let [cm_synced, ns_synced] = synced;
+    // The reconciler starts its first pass only once both watches have listed everything.
+    let (synced_tx, mut synced_rx) = tokio::sync::watch::channel(0u8);
+    let synced_tx = Arc::new(synced_tx);
+    let bump = |f: Box<dyn FnOnce() + Send>| {
+        let tx = synced_tx.clone();
+        move || {
+            f();
+            tx.send_modify(|n| *n += 1);
+        }
+    };
+    let (cm_synced, ns_synced) = (bump(cm_synced), bump(ns_synced));
     let mut tasks = vec![
         spawn_until(
             shutdown.clone(),
@@ -188,6 +199,9 @@ pub fn spawn(
         };
         let resync = args.resync;
         tasks.push(tokio::spawn(async move {
+            if synced_rx.wait_for(|n| *n >= 2).await.is_err() {
+                return;
+            }
             let lead = |lost| reconcile::run(ctx.clone(), queue.clone(), resync, lost);
             if let Err(e) = leader::run_elected(client, election, metrics, shutdown, lead).await {
                 tracing::error!(error = %e, "leader election failed: this replica does not reconcile");
