@@ -1,20 +1,34 @@
 //! carto-wi-webhook: a Kubernetes admission webhook that wires CARTO self-hosted to BigQuery
 //! through GKE Workload Identity.
 //!
-//! - [`config`]: the ConfigMap keys, their rules, the typed config and the snapshot of all configs.
+//! - [`config`]: the ConfigMap keys, their rules, the typed config, the snapshot of all configs,
+//!   the store it is published into and the `--config` file source.
 //! - [`admission`]: the pure core — `(request, snapshot, settings) -> Decision`.
 //! - [`offline`]: the `check` and `review` commands over files, built on the core.
-//! - [`server`]: the HTTPS admission server and its admin listener.
-//! - [`cli`]: command-line flags.
+//! - [`server`]: the HTTPS admission listener, its routes and the admin listener.
+//! - [`pki`]: certificates: a small CA, the `certs` command, file and ephemeral sources, the
+//!   rotating resolver they feed.
+//! - [`app`]: the `serve` process: startup order, shutdown, standalone mode.
+//! - [`settings`]: the policy settings and their flags; [`readiness`], [`shutdown`],
+//!   [`metrics`], [`logging`]: process-wide plumbing every component shares.
+//! - [`cli`]: the command line (only `main` uses it).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod admission;
+pub mod app;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod duration;
+mod file_poll;
+pub mod logging;
+pub mod metrics;
 pub mod offline;
+pub mod pki;
+pub mod readiness;
 pub mod server;
 pub mod settings;
+pub mod shutdown;
 pub mod yaml;

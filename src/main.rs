@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 use carto_wi_webhook::cli::{CheckArgs, Cli, Command, ReviewArgs};
-use carto_wi_webhook::config::ConfigEntry;
+use carto_wi_webhook::config::{self, ConfigEntry};
 use carto_wi_webhook::offline;
 
 fn main() -> ExitCode {
@@ -26,9 +26,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check(&args),
         Command::Review(args) => review(&args),
-        Command::Serve(args) => carto_wi_webhook::server::run(*args).map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => carto_wi_webhook::app::run(*args).map(|()| ExitCode::SUCCESS),
         Command::Certs(args) => {
-            carto_wi_webhook::server::certs::run(&args).map(|()| ExitCode::SUCCESS)
+            carto_wi_webhook::pki::command::run(&args).map(|()| ExitCode::SUCCESS)
         }
         Command::Version => {
             println!("carto-wi-webhook {}", env!("CARGO_PKG_VERSION"));
@@ -86,7 +86,7 @@ fn review(args: &ReviewArgs) -> Result<ExitCode> {
         anyhow::bail!("--config and --filename cannot both read standard input");
     }
     let config_text = read_input(&args.config, "--config")?;
-    let loaded = offline::load_config_map(&config_text, &settings.config_map)
+    let loaded = config::load_config_map(&config_text, &settings.config_map)
         .map_err(|e| anyhow::anyhow!("--config {}: {e}", args.config.display()))?;
     if let Err(problems) = &loaded.config {
         let list: Vec<String> = problems.iter().map(|p| format!("- {p}")).collect();

@@ -4,9 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-mod policy;
-
-pub use policy::{PolicyArgs, dns_name};
+use crate::config::rules::dns_name;
+use crate::settings::PolicyArgs;
 
 /// Kubernetes admission webhook that wires CARTO self-hosted to BigQuery through GKE Workload
 /// Identity.
@@ -22,13 +21,13 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the HTTPS admission server (standalone: --config FILE is every namespace's config).
-    Serve(Box<crate::server::ServeArgs>),
+    Serve(Box<crate::app::ServeArgs>),
     /// Check a Workload Identity ConfigMap (or env file) offline and print the IAM binding.
     Check(CheckArgs),
     /// Run every object of a YAML stream through mutation and validation offline.
     Review(ReviewArgs),
     /// Write a CA and a serving certificate for the webhook Service; print the caBundle.
-    Certs(crate::server::certs::CertsArgs),
+    Certs(crate::pki::CertsArgs),
     /// Print the version.
     Version,
 }

@@ -1,13 +1,29 @@
-//! Configuration: the ConfigMap keys, their rules, the typed model and the snapshot the core reads.
+//! Configuration: the ConfigMap keys, their rules, the typed model, the snapshot the core reads,
+//! and where snapshots come from.
+//!
+//! - [`load`]: a ConfigMap out of a file's text.
+//! - [`store`]: the snapshot in force, which every source publishes into.
+//! - [`file_source`]: the standalone `--config` file, polled.
+//! - [`metrics`]: the `config` group of metrics.
 
+pub mod file_source;
 pub mod keys;
+pub mod load;
+pub mod metrics;
 mod model;
 mod problem;
 pub mod rules;
 mod snapshot;
 mod source;
+pub mod store;
 
+pub use file_source::ConfigFile;
+pub use load::{
+    ConfigFileError, LoadedConfigMap, load_config_map, parse_config, standalone_snapshot,
+};
+pub use metrics::ConfigMetrics;
 pub use model::{WorkloadIdentityConfig, fingerprint, suggest};
 pub use problem::{ConfigProblem, ConfigWarning, Rule};
 pub use snapshot::{ConfigEntry, ConfigOrigin, ConfigSnapshot, Resolved};
 pub use source::{config_from_object, config_map_data, parse_env_file};
+pub use store::ConfigStore;

@@ -100,6 +100,24 @@ pub fn check(key: &str, value: &str) -> Option<Rule> {
     }
 }
 
+/// A Kubernetes object name (RFC 1123 subdomain); a clap value parser, so the error is a message.
+pub fn dns_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.')
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+        && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric();
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not a Kubernetes object name (lowercase letters, digits, '-' and '.', \
+             starting and ending with a letter or digit)"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

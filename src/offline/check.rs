@@ -15,7 +15,7 @@ pub struct CheckReport {
 
 /// Check a ConfigMap YAML file's text.
 pub fn check_config_map(text: &str, namespace: Option<&str>, service_account: &str) -> CheckReport {
-    match super::load_config_map(text, crate::settings::DEFAULT_CONFIG_MAP) {
+    match crate::config::load_config_map(text, crate::settings::DEFAULT_CONFIG_MAP) {
         Err(e) => CheckReport {
             ok: false,
             text: format!("error: {e}\n"),

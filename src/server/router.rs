@@ -18,7 +18,7 @@ use kube::core::admission::AdmissionRequest;
 use kube::core::{DynamicObject, TypeMeta};
 use serde::Deserialize;
 
-use super::args::MAX_BODY_BYTES;
+use super::MAX_BODY_BYTES;
 use super::metrics::{HttpError, operation_str};
 use super::state::AppState;
 use crate::admission::wire::{API_VERSION, ReviewResponse};

@@ -1,146 +1,66 @@
-//! TLS for the admission listener: loading and checking a certificate/key pair, a certificate
-//! resolver whose pair is swapped on rotation, the client-CA verifier for mutual TLS, and the
-//! rustls server configuration (TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`).
+//! TLS for the admission listener: the client-CA verifier for mutual TLS and the rustls server
+//! configuration (TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`) over a [`CertResolver`]. Where the
+//! certificate comes from is `pki`'s business.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use clap::Args;
+
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
-use rustls::sign::CertifiedKey;
+use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 
-/// A problem with a certificate, a key or a CA bundle. The message names the flag at fault.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    /// A file could not be read.
-    #[error("{flag} {}: cannot read: {error}", .path.display())]
-    Read {
-        /// The flag naming the file.
-        flag: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        error: std::io::Error,
-    },
-    /// A file holds no usable PEM object of the expected type.
-    #[error("{flag} {}: {message}", .path.display())]
-    Pem {
-        /// The flag naming the file.
-        flag: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
-    },
-    /// The key is not the certificate's key.
-    #[error("--tls-key {} does not match the certificate in --tls-cert {}", .key.display(), .cert.display())]
-    Mismatch {
-        /// The certificate file.
-        cert: PathBuf,
-        /// The key file.
-        key: PathBuf,
-    },
-    /// rustls refused the configuration.
-    #[error("{flag}: {error}")]
-    Rustls {
-        /// The flag at fault.
-        flag: &'static str,
-        /// Why.
-        error: rustls::Error,
-    },
-}
+use tokio_rustls::TlsAcceptor;
 
-/// Where a certificate pair comes from, for messages (files, or generated in memory).
-#[derive(Debug, Clone)]
-pub struct PairSource {
-    /// The certificate file (or a description).
-    pub cert: PathBuf,
-    /// The key file (or a description).
-    pub key: PathBuf,
-}
+use crate::duration::parse_duration;
+use crate::pki::{CertResolver, TlsError};
 
-/// The crypto provider of the server (ring), independent of the process default.
-pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
+/// Certificates of the HTTPS listener.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "TLS")]
+pub struct TlsArgs {
+    /// Serving certificate chain (PEM, leaf first). Re-read when it changes, e.g. when cert-manager
+    /// renews it. Without --tls-cert/--tls-key an ephemeral CA and certificate are generated for
+    /// localhost.
+    #[arg(
+        long,
+        env = "CARTO_WI_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
 
-/// Build a [`CertifiedKey`] from PEM text, checking that the key belongs to the leaf
-/// certificate.
-pub fn certified_key(
-    cert_pem: &[u8],
-    key_pem: &[u8],
-    src: &PairSource,
-    provider: &CryptoProvider,
-) -> Result<CertifiedKey, TlsError> {
-    let pem_err = |flag, path: &Path, message: String| TlsError::Pem {
-        flag,
-        path: path.to_owned(),
-        message,
-    };
-    let chain = CertificateDer::pem_slice_iter(cert_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| {
-            pem_err(
-                "--tls-cert",
-                &src.cert,
-                format!("not PEM certificates: {e}"),
-            )
-        })?;
-    if chain.is_empty() {
-        return Err(pem_err(
-            "--tls-cert",
-            &src.cert,
-            "no CERTIFICATE block found".into(),
-        ));
-    }
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| {
-        pem_err(
-            "--tls-key",
-            &src.key,
-            format!("no usable private key (PKCS#8, PKCS#1 or SEC1 PEM): {e}"),
-        )
-    })?;
-    let signing = provider.key_provider.load_private_key(key).map_err(|e| {
-        pem_err(
-            "--tls-key",
-            &src.key,
-            format!("unsupported private key: {e}"),
-        )
-    })?;
-    let ck = CertifiedKey::new(chain, signing);
-    match ck.keys_match() {
-        Ok(()) => Ok(ck),
-        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
-            Err(TlsError::Mismatch {
-                cert: src.cert.clone(),
-                key: src.key.clone(),
-            })
-        }
-        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(ck),
-        Err(e) => Err(pem_err(
-            "--tls-cert",
-            &src.cert,
-            format!("unusable certificate: {e}"),
-        )),
-    }
-}
+    /// Private key of the serving certificate (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(
+        long,
+        env = "CARTO_WI_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
 
-/// Read and check the pair in `src`.
-pub fn load_pair(src: &PairSource, provider: &CryptoProvider) -> Result<CertifiedKey, TlsError> {
-    let read = |flag, path: &Path| {
-        std::fs::read(path).map_err(|error| TlsError::Read {
-            flag,
-            path: path.to_owned(),
-            error,
-        })
-    };
-    let cert = read("--tls-cert", &src.cert)?;
-    let key = read("--tls-key", &src.key)?;
-    certified_key(&cert, &key, src, provider)
+    /// Require client certificates signed by these CAs (PEM): mutual TLS. Clients without a valid
+    /// certificate fail the handshake.
+    #[arg(long, env = "CARTO_WI_CLIENT_CA", value_name = "FILE")]
+    pub client_ca: Option<PathBuf>,
+
+    /// Where to write the ephemeral CA certificate (PEM) when no --tls-cert is given
+    /// [default: carto-wi-webhook-ca.crt in the temporary directory].
+    #[arg(
+        long,
+        env = "CARTO_WI_EPHEMERAL_CA_OUT",
+        value_name = "FILE",
+        conflicts_with = "tls_cert"
+    )]
+    pub ephemeral_ca_out: Option<PathBuf>,
+
+    /// Time allowed for a client to complete the TLS handshake.
+    #[arg(long, env = "CARTO_WI_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    pub tls_handshake_timeout: Duration,
 }
 
 /// Read the client CA bundle for mutual TLS.
@@ -168,38 +88,6 @@ pub fn load_client_roots(path: &Path) -> Result<RootCertStore, TlsError> {
             .map_err(|e| err(format!("not a usable CA certificate: {e}")))?;
     }
     Ok(roots)
-}
-
-/// Serves whichever certificate pair was stored last. New handshakes pick up a rotated pair;
-/// established connections keep theirs.
-#[derive(Debug)]
-pub struct CertResolver {
-    current: ArcSwap<CertifiedKey>,
-}
-
-impl CertResolver {
-    /// A resolver serving `initial`.
-    pub fn new(initial: CertifiedKey) -> Self {
-        Self {
-            current: ArcSwap::from_pointee(initial),
-        }
-    }
-
-    /// Serve `next` from the next handshake on.
-    pub fn store(&self, next: CertifiedKey) {
-        self.current.store(Arc::new(next));
-    }
-
-    /// The pair served now.
-    pub fn current(&self) -> Arc<CertifiedKey> {
-        self.current.load_full()
-    }
-}
-
-impl ResolvesServerCert for CertResolver {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.load_full())
-    }
 }
 
 /// The rustls configuration of the admission listener.
@@ -230,4 +118,23 @@ pub fn server_config(
     let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// The TLS acceptor of the admission listener: `resolver`'s certificate, and mutual TLS when
+/// `client_ca` is given.
+pub fn acceptor(
+    provider: Arc<CryptoProvider>,
+    resolver: Arc<CertResolver>,
+    client_ca: Option<&Path>,
+) -> Result<TlsAcceptor, TlsError> {
+    let client_roots = match client_ca {
+        Some(p) => {
+            let roots = load_client_roots(p)?;
+            tracing::info!(client_ca = %p.display(), "mutual TLS: clients must present a certificate signed by --client-ca");
+            Some(roots)
+        }
+        None => None,
+    };
+    let config = server_config(provider, resolver, client_roots)?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }

@@ -9,10 +9,13 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use carto_wi_webhook::config::{ConfigEntry, ConfigSnapshot};
-use carto_wi_webhook::offline::load_config_map;
-use carto_wi_webhook::server::{AppState, Server, admin, router};
+use carto_wi_webhook::app::App;
+use carto_wi_webhook::config::{ConfigEntry, ConfigSnapshot, ConfigStore, load_config_map};
+use carto_wi_webhook::metrics;
+use carto_wi_webhook::readiness::Readiness;
+use carto_wi_webhook::server::{AdminState, AdmissionMetrics, AppState, admin, router};
 use carto_wi_webhook::settings::Settings;
+use carto_wi_webhook::shutdown::Shutdown;
 
 use super::support::*;
 
@@ -20,12 +23,10 @@ use super::support::*;
 async fn readyz_turns_ready_once_serving() {
     let files = Files::new();
     let (config, ca_out) = (files.config(), files.ca_out());
-    let server = Server::start(serve_args(&[
-        "--config",
-        &config,
-        "--ephemeral-ca-out",
-        &ca_out,
-    ]))
+    let server = App::start(
+        serve_args(&["--config", &config, "--ephemeral-ca-out", &ca_out]),
+        Shutdown::new(),
+    )
     .await
     .unwrap();
     // Loaded and bound, not yet accepting: the admin listener answers, not ready.
@@ -35,7 +36,10 @@ async fn readyz_turns_ready_once_serving() {
         .unwrap();
     assert_eq!(r.status(), 503);
     let text = r.text().await.unwrap();
-    assert!(text.contains("not accepting yet"), "{text}");
+    assert!(
+        text.contains("waiting for admission listener accepting"),
+        "{text}"
+    );
     assert!(!text.contains("TLS"), "TLS is loaded: {text}");
     assert!(!text.contains("configuration"), "config is loaded: {text}");
     let r = reqwest::get(format!("http://{admin}/livez")).await.unwrap();
@@ -142,9 +146,11 @@ async fn metrics_after_traffic() {
 fn state() -> Arc<AppState> {
     let loaded = load_config_map(CONFIG, "carto-workload-identity").unwrap();
     let snapshot = ConfigSnapshot::with_default(ConfigEntry::from_result(loaded.config));
+    let mut registry = metrics::registry();
     Arc::new(AppState::new(
-        snapshot,
+        ConfigStore::new(snapshot),
         Settings::default(),
+        AdmissionMetrics::register(&mut registry),
         Duration::from_secs(5),
     ))
 }
@@ -219,26 +225,33 @@ async fn router_oneshot() {
 
 #[tokio::test]
 async fn admin_router_readiness_conditions() {
-    let st = state();
-    let app = admin::router(st.clone());
+    let shutdown = Shutdown::new();
+    let readiness = Readiness::new(shutdown.clone());
+    let app = admin::router(AdminState {
+        readiness: readiness.clone(),
+        registry: Arc::new(metrics::registry()),
+    });
     let get = |p: &str| Request::get(p).body(Body::empty()).unwrap();
 
+    let tls = readiness.add("TLS certificate");
+    let config = readiness.add("configuration");
+    let listening = readiness.add("admission listener accepting");
     let (status, body) = call(app.clone(), get("/readyz")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     for reason in ["TLS", "configuration", "accepting"] {
         assert!(body.contains(reason), "{reason} in {body}");
     }
-    st.readiness.set_config_loaded();
-    st.readiness.set_tls_loaded();
+    config.release();
+    tls.release();
     let (status, body) = call(app.clone(), get("/readyz")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
         !body.contains("TLS") && body.contains("accepting"),
         "{body}"
     );
-    st.readiness.set_serving();
+    listening.release();
     assert_eq!(call(app.clone(), get("/readyz")).await.0, StatusCode::OK);
-    st.readiness.set_draining();
+    shutdown.request();
     let (status, body) = call(app.clone(), get("/readyz")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(body.contains("shutting down"), "{body}");

@@ -13,14 +13,15 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+use carto_wi_webhook::app::{App, ServeArgs, StartError};
 use carto_wi_webhook::cli::{Cli, Command};
-use carto_wi_webhook::server::certs::Pair;
-use carto_wi_webhook::server::{AppState, ServeArgs, Server, StartError};
+use carto_wi_webhook::pki::Pair;
+use carto_wi_webhook::server::AppState;
+use carto_wi_webhook::shutdown::Shutdown;
 
 /// The example standalone configuration (acme values).
 pub const CONFIG: &str = include_str!("../../examples/workload-identity.yaml");
@@ -75,37 +76,37 @@ pub struct Running {
     pub state: Arc<AppState>,
     /// The CA that clients must trust.
     pub ca_pem: Vec<u8>,
-    stop: Option<oneshot::Sender<()>>,
+    shutdown: Shutdown,
     task: Option<JoinHandle<()>>,
 }
 
 impl Running {
     /// Start with `args`; `ca_pem` is the CA to trust (None: read the ephemeral CA file).
     pub async fn start(args: ServeArgs, ca_pem: Option<Vec<u8>>) -> Self {
-        let server = Server::start(args).await.expect("server starts");
+        let server = App::start(args, Shutdown::new())
+            .await
+            .expect("server starts");
         Self::run(server, ca_pem)
     }
 
     /// Run a started server.
-    pub fn run(server: Server, ca_pem: Option<Vec<u8>>) -> Self {
+    pub fn run(server: App, ca_pem: Option<Vec<u8>>) -> Self {
         let ca_pem = ca_pem.unwrap_or_else(|| {
             std::fs::read(server.ephemeral_ca().expect("an ephemeral CA")).unwrap()
         });
-        let (stop, rx) = oneshot::channel::<()>();
-        let (addr, admin, state) = (
+        let (addr, admin, state, shutdown) = (
             server.local_addr(),
             server.admin_addr(),
             server.state().clone(),
+            server.shutdown().clone(),
         );
-        let task = tokio::spawn(server.run(async move {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(server.run());
         Self {
             addr,
             admin,
             state,
             ca_pem,
-            stop: Some(stop),
+            shutdown,
             task: Some(task),
         }
     }
@@ -137,11 +138,9 @@ impl Running {
         client_builder(&self.ca_pem).build().unwrap()
     }
 
-    /// Begin the shutdown (as SIGTERM does).
+    /// Begin the shutdown (as the first SIGTERM does).
     pub fn signal(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
+        self.shutdown.request();
     }
 
     /// Shut down and wait until `run` has returned.
@@ -404,7 +403,7 @@ pub async fn send<S: tokio::io::AsyncWrite + Unpin>(s: &mut S, bytes: &[u8]) {
 
 /// The message of a start error.
 pub async fn start_error(args: ServeArgs) -> String {
-    match Server::start(args).await {
+    match App::start(args, Shutdown::new()).await {
         Ok(_) => panic!("the server started"),
         Err(e) => {
             let e: StartError = e;

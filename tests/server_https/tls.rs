@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use carto_wi_webhook::server::certs::{CertificateAuthority, localhost_names};
+use carto_wi_webhook::pki::{CertificateAuthority, localhost_names};
 
 use super::support::*;
 
@@ -204,7 +204,7 @@ async fn mutual_tls_accepts_signed_clients_and_refuses_others() {
     )
     .await;
 
-    let identity = |p: &carto_wi_webhook::server::certs::Pair| {
+    let identity = |p: &carto_wi_webhook::pki::Pair| {
         reqwest::Identity::from_pem(format!("{}{}", p.cert_pem, p.key_pem).as_bytes()).unwrap()
     };
     let example: Value = serde_json::from_str(DEPLOYMENT_REVIEW).unwrap();

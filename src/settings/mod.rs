@@ -3,6 +3,10 @@
 use std::fmt;
 use std::str::FromStr;
 
+mod args;
+
+pub use args::PolicyArgs;
+
 /// Default name of the configuration ConfigMap.
 pub const DEFAULT_CONFIG_MAP: &str = "carto-workload-identity";
 /// Default name of the target ServiceAccount.

@@ -2,7 +2,8 @@
 
 use clap::Args;
 
-use crate::settings::{DEFAULT_CONFIG_MAP, DEFAULT_SERVICE_ACCOUNT, Enforcement, Settings};
+use super::{DEFAULT_CONFIG_MAP, DEFAULT_SERVICE_ACCOUNT, Enforcement, Settings};
+use crate::config::rules::dns_name;
 
 /// How decisions are made (shared by `serve` and `review`).
 #[derive(Args, Debug, Clone)]
@@ -52,23 +53,5 @@ impl PolicyArgs {
             enforcement: self.enforcement,
             require_config: self.require_config,
         }
-    }
-}
-
-/// A Kubernetes object name (RFC 1123 subdomain).
-pub fn dns_name(s: &str) -> Result<String, String> {
-    let ok = !s.is_empty()
-        && s.len() <= 253
-        && s.bytes()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.')
-        && s.as_bytes()[0].is_ascii_alphanumeric()
-        && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric();
-    if ok {
-        Ok(s.to_owned())
-    } else {
-        Err(format!(
-            "{s:?} is not a Kubernetes object name (lowercase letters, digits, '-' and '.', \
-             starting and ending with a letter or digit)"
-        ))
     }
 }

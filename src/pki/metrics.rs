@@ -1,0 +1,90 @@
+//! The tls group of metrics: `tls_reloads` (certificate files) and `tls_handshake_failures`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+use crate::metrics::{ReloadCounters, ReloadResult};
+
+/// Why a TLS handshake failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    /// Not completed within `--tls-handshake-timeout`.
+    Timeout,
+    /// Refused by either side (bad certificate, no shared protocol, not TLS, ...).
+    Error,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+/// The tls series.
+#[derive(Debug, Clone)]
+pub struct TlsMetrics {
+    reloads: ReloadCounters,
+    handshake_failures: [Counter; 2],
+}
+
+impl TlsMetrics {
+    /// Create every series of the group and register it.
+    pub fn register(registry: &mut Registry) -> Self {
+        let reloads = ReloadCounters::register(
+            registry,
+            "tls_reloads",
+            "Reloads of the --tls-cert/--tls-key pair after a change, by result",
+        );
+        let family = Family::<ReasonLabels, Counter>::default();
+        // One statement per series: the guard `get_or_create` returns must be gone before the
+        // next call takes the family's write lock.
+        let timeout = family
+            .get_or_create(&ReasonLabels { reason: "timeout" })
+            .clone();
+        let error = family
+            .get_or_create(&ReasonLabels { reason: "error" })
+            .clone();
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed, by reason",
+            family,
+        );
+        Self {
+            reloads,
+            handshake_failures: [timeout, error],
+        }
+    }
+
+    /// Count a reload of the certificate files.
+    pub fn tls_reload(&self, r: ReloadResult) {
+        self.reloads.inc(r);
+    }
+
+    /// Count a failed TLS handshake.
+    pub fn handshake_failure(&self, f: HandshakeFailure) {
+        self.handshake_failures[f as usize].inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics;
+
+    #[test]
+    fn encodes_the_group() {
+        let mut registry = metrics::registry();
+        let m = TlsMetrics::register(&mut registry);
+        m.handshake_failure(HandshakeFailure::Error);
+        m.tls_reload(ReloadResult::ReadError);
+        let text = metrics::encode(&registry);
+        for needle in [
+            "carto_wi_tls_handshake_failures_total{reason=\"error\"} 1",
+            "carto_wi_tls_handshake_failures_total{reason=\"timeout\"} 0",
+            "carto_wi_tls_reloads_total{result=\"read_error\"} 1",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+        }
+    }
+}
