@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args};
 
-use crate::server::args::parse_interval;
+use crate::duration::parse_interval;
 
 /// Default name of the Lease that elects the reconciling replica.
 pub const DEFAULT_LEASE: &str = "carto-wi-webhook";
@@ -21,7 +21,7 @@ pub struct ClusterArgs {
 
     /// The webhook's own namespace: its ConfigMap is the cluster default [default: $POD_NAMESPACE,
     /// then the in-cluster namespace file].
-    #[arg(long = "namespace", env = "CARTO_WI_NAMESPACE", value_name = "NS", value_parser = crate::cli::dns_name)]
+    #[arg(long = "namespace", env = "CARTO_WI_NAMESPACE", value_name = "NS", value_parser = crate::config::rules::dns_name)]
     pub namespace: Option<String>,
 
     /// Bring existing ServiceAccounts and Deployments to the resolved config (one replica at a
@@ -38,7 +38,7 @@ pub struct ClusterArgs {
     pub reconcile_qps: u32,
 
     /// Name of the Lease (in the webhook's namespace) that elects the reconciling replica.
-    #[arg(long, env = "CARTO_WI_LEASE", default_value = DEFAULT_LEASE, value_name = "NAME", value_parser = crate::cli::dns_name)]
+    #[arg(long, env = "CARTO_WI_LEASE", default_value = DEFAULT_LEASE, value_name = "NAME", value_parser = crate::config::rules::dns_name)]
     pub lease: String,
 
     /// This replica's name in the Lease and in Events [default: $POD_NAME, else the host name].

@@ -21,8 +21,9 @@ pub async fn connect(kubeconfig: Option<&Path>) -> Result<kube::Client> {
             .await
             .map_err(|e| {
                 Error::Config(format!(
-                    "not in a cluster and no usable kubeconfig ($KUBECONFIG or ~/.kube/config): {e}; \
-                     pass --kubeconfig FILE, or --config FILE to run standalone"
+                    "cluster mode (serve without --config): not in a cluster and no usable \
+                     kubeconfig ($KUBECONFIG or ~/.kube/config): {e}; pass --kubeconfig FILE, or \
+                     --config FILE to run standalone"
                 ))
             })?,
     };

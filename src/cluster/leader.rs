@@ -2,11 +2,11 @@
 //! Lease (kube-lease-manager). Losing the Lease stops reconciling, never admission.
 
 use std::future::Future;
+use std::time::Duration;
 
 use kube_lease_manager::{LeaseManagerBuilder, LeaseParams};
 
 use super::metrics::ClusterMetrics;
-use super::{Error, Result};
 
 /// Seconds a Lease stays valid without renewal; a replica that dies is replaced after this.
 const LEASE_SECONDS: u64 = 15;
@@ -24,6 +24,33 @@ pub struct Election {
     pub identity: String,
 }
 
+/// The Lease's manager, retried with backoff while the API refuses (e.g. RBAC not bound yet).
+async fn lease_manager(
+    client: &kube::Client,
+    election: &Election,
+) -> kube_lease_manager::LeaseManager {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        let built = LeaseManagerBuilder::new(client.clone(), &election.lease)
+            .with_namespace(&election.namespace)
+            .with_parameters(LeaseParams::new(
+                &election.identity,
+                LEASE_SECONDS,
+                GRACE_SECONDS,
+            ))
+            .build()
+            .await;
+        match built {
+            Ok(m) => return m,
+            Err(e) => {
+                tracing::warn!(lease = %election.lease, error = %e, retry_in = ?delay, "cannot take part in leader election yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(60));
+            }
+        }
+    }
+}
+
 /// While `until` has not completed: wait to be elected, then run `lead(lost)` where `lost`
 /// completes when the Lease is lost; repeat. The Lease is released on the way out.
 pub async fn run_elected<F, Fut>(
@@ -32,23 +59,16 @@ pub async fn run_elected<F, Fut>(
     metrics: ClusterMetrics,
     until: impl Future<Output = ()>,
     mut lead: F,
-) -> Result<()>
-where
+) where
     F: FnMut(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let manager = LeaseManagerBuilder::new(client, &election.lease)
-        .with_namespace(&election.namespace)
-        .with_parameters(LeaseParams::new(
-            &election.identity,
-            LEASE_SECONDS,
-            GRACE_SECONDS,
-        ))
-        .build()
-        .await
-        .map_err(|e| Error::Lease(e.to_string()))?;
-    let (rx, task) = manager.watch().await;
     let mut until = std::pin::pin!(until);
+    let manager = tokio::select! {
+        () = &mut until => return,
+        m = lease_manager(&client, &election) => m,
+    };
+    let (rx, task) = manager.watch().await;
     let elect_and_lead = async {
         let mut rx = rx;
         loop {
@@ -73,12 +93,11 @@ where
     }
     metrics.leader(false);
     // The receivers are gone: the manager releases the Lease and ends.
-    match tokio::time::timeout(std::time::Duration::from_secs(5), task).await {
+    match tokio::time::timeout(Duration::from_secs(5), task).await {
         Ok(Ok(Ok(_))) => tracing::info!(lease = %election.lease, "Lease released"),
         Ok(Ok(Err(e))) => {
             tracing::warn!(error = %e, "cannot release the Lease; it expires on its own")
         }
         _ => tracing::warn!("the Lease was not released in time; it expires on its own"),
     }
-    Ok(())
 }

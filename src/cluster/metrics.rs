@@ -56,7 +56,7 @@ impl WatchName {
 pub enum TargetState {
     /// Matches its resolved config.
     Compliant,
-    /// Differed from its config (and was patched, unless the patch failed).
+    /// Differs from its config and could not be patched (the reconcile is retried).
     Drifted,
     /// No config resolves for its namespace.
     NoConfig,
@@ -119,7 +119,7 @@ impl ClusterMetrics {
         );
         registry.register(
             "cluster_targets",
-            "Targets by kind and state at their last reconcile",
+            "Targets by kind and state after their last reconcile (patched ones count as compliant)",
             m.targets.clone(),
         );
         registry.register(

@@ -8,8 +8,10 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::config::ConfigSnapshot;
+use crate::config::ConfigStore;
+use crate::readiness::ReadinessHandle;
 use crate::settings::Settings;
+use crate::shutdown::Shutdown;
 
 pub mod args;
 pub mod client;
@@ -35,7 +37,7 @@ pub enum Error {
     #[error("cannot list ServiceAccounts: {source}")]
     ListServiceAccounts {
         /// The API error.
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     /// Getting the target ServiceAccount of a namespace.
     #[error("cannot get the ServiceAccount in {namespace}: {source}")]
@@ -43,7 +45,7 @@ pub enum Error {
         /// The namespace.
         namespace: String,
         /// The API error.
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     /// Listing the Deployments of a namespace.
     #[error("cannot list Deployments in {namespace}: {source}")]
@@ -51,7 +53,7 @@ pub enum Error {
         /// The namespace.
         namespace: String,
         /// The API error.
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     /// Reading an object again after a conflict.
     #[error("cannot get {kind} {namespace}/{name}: {source}")]
@@ -63,7 +65,7 @@ pub enum Error {
         /// Its name.
         name: String,
         /// The API error.
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     /// Patching an object.
     #[error("cannot patch {kind} {namespace}/{name}: {source}")]
@@ -75,7 +77,7 @@ pub enum Error {
         /// Its name.
         name: String,
         /// The API error.
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     /// Encoding an object for the core.
     #[error("cannot read a {kind}: {source}")]
@@ -91,11 +93,8 @@ pub enum Error {
         /// The Event's reason.
         reason: &'static str,
         /// The API error.
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
-    /// Leader election.
-    #[error("leader election: {0}")]
-    Lease(String),
 }
 
 impl Error {
@@ -110,7 +109,6 @@ impl Error {
             Self::Patch { .. } => "patch",
             Self::Encode { .. } => "encode",
             Self::PostEvent { .. } => "post_event",
-            Self::Lease(_) => "lease",
         }
     }
 }
@@ -118,113 +116,123 @@ impl Error {
 /// Result of cluster-mode operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Where the snapshot lives: `publish` replaces it, `load` reads the one in force.
-pub struct SnapshotStore {
-    /// Replace the snapshot.
-    pub publish: Box<dyn Fn(ConfigSnapshot) + Send + Sync>,
-    /// The snapshot in force.
-    pub load: Box<dyn Fn() -> Arc<ConfigSnapshot> + Send + Sync>,
+/// A background task of cluster mode.
+pub type Task = std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// What cluster mode works with.
+pub struct Cluster {
+    /// The API client.
+    pub client: kube::Client,
+    /// Its flags.
+    pub args: ClusterArgs,
+    /// The webhook's namespace (the default config, the Lease).
+    pub namespace: String,
+    /// Policy settings (the same as admission's).
+    pub settings: Settings,
+    /// Where the watches publish the snapshot admission reads.
+    pub store: ConfigStore,
+    /// Its metrics.
+    pub metrics: ClusterMetrics,
 }
 
-/// Everything cluster mode runs, started by [`spawn`].
-pub struct Running {
-    /// The watches and the elected reconciler.
-    pub tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-/// Start the watches (with `synced` called after both first lists) and, with `--reconcile`,
-/// the elected reconciler; everything stops when `shutdown` completes.
-#[allow(clippy::too_many_arguments)]
-pub fn spawn(
-    client: kube::Client,
-    args: &ClusterArgs,
-    own_namespace: &str,
-    settings: &Settings,
-    store: SnapshotStore,
-    metrics: ClusterMetrics,
-    synced: [Box<dyn FnOnce() + Send>; 2],
-    shutdown: impl Future<Output = ()> + Clone + Send + 'static,
-) -> Running {
-    let queue = Arc::new(queue::WorkQueue::default());
-    let SnapshotStore { publish, load } = store;
-    let publisher = Arc::new(watch::Publisher::new(
-        own_namespace,
-        publish,
-        queue.clone(),
-        metrics.clone(),
-    ));
-    let [cm_synced, ns_synced] = synced;
-    // The reconciler starts its first pass only once both watches have listed everything.
-    let (synced_tx, mut synced_rx) = tokio::sync::watch::channel(0u8);
-    let synced_tx = Arc::new(synced_tx);
-    let bump = |f: Box<dyn FnOnce() + Send>| {
-        let tx = synced_tx.clone();
-        move || {
-            f();
-            tx.send_modify(|n| *n += 1);
+impl Cluster {
+    /// The watches (each releasing its readiness handle after its first full list) and, with
+    /// `--reconcile`, the elected reconciler. The watches run until the shutdown stops
+    /// everything; the reconciler stops (and gives the Lease up) as soon as the drain starts.
+    pub fn tasks(self, synced: [ReadinessHandle; 2], shutdown: &Shutdown) -> Vec<Task> {
+        let queue = Arc::new(queue::WorkQueue::default());
+        let publish_store = self.store.clone();
+        let publisher = Arc::new(watch::Publisher::new(
+            &self.namespace,
+            move |s| publish_store.publish(s),
+            queue.clone(),
+            self.metrics.clone(),
+        ));
+        // The reconciler starts its first pass only once both watches have listed everything.
+        let (synced_tx, synced_rx) = tokio::sync::watch::channel(0u8);
+        let synced_tx = Arc::new(synced_tx);
+        let [cm_ready, ns_ready] = synced.map(|handle| {
+            let tx = synced_tx.clone();
+            move || {
+                handle.release();
+                tx.send_modify(|n| *n += 1);
+            }
+        });
+        let stopped = || {
+            let s = shutdown.clone();
+            async move { s.stopped().await }
+        };
+        let config_maps = watch::watch_config_maps(
+            self.client.clone(),
+            self.settings.config_map.clone(),
+            publisher.clone(),
+            cm_ready,
+        );
+        let namespaces = watch::watch_namespaces(self.client.clone(), publisher.clone(), ns_ready);
+        let mut tasks: Vec<Task> = vec![
+            Box::pin(run_until(stopped(), config_maps)),
+            Box::pin(run_until(stopped(), namespaces)),
+        ];
+        if self.args.reconcile {
+            let watched = publisher.view.clone();
+            tasks.push(Box::pin(self.reconcile_when_elected(
+                watched,
+                queue,
+                synced_rx,
+                shutdown.clone(),
+            )));
+        } else {
+            tracing::info!(
+                "--reconcile=false: admission only, existing objects are left as they are"
+            );
         }
-    };
-    let (cm_synced, ns_synced) = (bump(cm_synced), bump(ns_synced));
-    let mut tasks = vec![
-        spawn_until(
-            shutdown.clone(),
-            watch::watch_config_maps(
-                client.clone(),
-                settings.config_map.clone(),
-                publisher.clone(),
-                cm_synced,
-            ),
-        ),
-        spawn_until(
-            shutdown.clone(),
-            watch::watch_namespaces(client.clone(), publisher.clone(), ns_synced),
-        ),
-    ];
-    if args.reconcile {
-        let identity = identity(args);
-        let events = events::Events::new(client.clone(), &identity, metrics.clone());
+        tasks
+    }
+
+    /// Once both watches have synced: take part in the election, reconcile while leading.
+    fn reconcile_when_elected(
+        self,
+        watched: state::SharedWatched,
+        queue: Arc<queue::WorkQueue>,
+        mut synced: tokio::sync::watch::Receiver<u8>,
+        shutdown: Shutdown,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let identity = identity(&self.args);
+        let events = events::Events::new(self.client.clone(), &identity, self.metrics.clone());
+        let store = self.store;
         let ctx = Arc::new(reconcile::Context::new(
-            client.clone(),
+            self.client.clone(),
             events,
-            metrics.clone(),
-            settings.clone(),
-            load,
-            publisher.view.clone(),
-            args.reconcile_qps,
+            self.metrics.clone(),
+            self.settings,
+            move || store.load_full(),
+            watched,
+            self.args.reconcile_qps,
         ));
         let election = leader::Election {
-            namespace: own_namespace.to_owned(),
-            lease: args.lease.clone(),
+            namespace: self.namespace,
+            lease: self.args.lease.clone(),
             identity,
         };
-        let resync = args.resync;
-        tasks.push(tokio::spawn(async move {
-            if synced_rx.wait_for(|n| *n >= 2).await.is_err() {
-                return;
+        let (client, metrics, resync) = (self.client, self.metrics, self.args.resync);
+        async move {
+            tokio::select! {
+                () = shutdown.drain_started() => return,
+                r = synced.wait_for(|n| *n >= 2) => if r.is_err() { return },
             }
             let lead = |lost| reconcile::run(ctx.clone(), queue.clone(), resync, lost);
-            if let Err(e) = leader::run_elected(client, election, metrics, shutdown, lead).await {
-                tracing::error!(error = %e, "leader election failed: this replica does not reconcile");
-            }
-        }));
-    } else {
-        tracing::info!("--reconcile=false: admission only, existing objects are left as they are");
-    }
-    Running { tasks }
-}
-
-fn spawn_until(
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    work: impl Future<Output = ()> + Send + 'static,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        tokio::select! {
-            () = shutdown => {}
-            () = work => {}
+            let until = async move { shutdown.drain_started().await };
+            leader::run_elected(client, election, metrics, until, lead).await;
         }
-    })
+    }
 }
 
+async fn run_until(until: impl Future<Output = ()>, work: impl Future<Output = ()>) {
+    tokio::select! {
+        () = until => {}
+        () = work => {}
+    }
+}
 /// This replica's name: `--identity` ($POD_NAME), else the host name, else a fixed word.
 fn identity(args: &ClusterArgs) -> String {
     args.identity

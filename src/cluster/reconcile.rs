@@ -219,7 +219,9 @@ async fn fan_out(ctx: &Context, queue: &WorkQueue, with_own_config: bool) -> Res
         let page = api
             .list_metadata(&lp)
             .await
-            .map_err(|source| Error::ListServiceAccounts { source })?;
+            .map_err(|e| Error::ListServiceAccounts {
+                source: Box::new(e),
+            })?;
         namespaces.extend(
             page.items
                 .into_iter()
@@ -261,20 +263,28 @@ async fn reconcile_namespace(ns: &str, ctx: &Context) -> Result<()> {
         report_invalid_config(ns, origin, problems.len(), ctx).await?;
     }
     let mut counts = Counts::default();
-    reconcile_service_account(ns, &snapshot, ctx, &mut counts).await?;
+    // One object that cannot be patched does not hold the others back: the first error is
+    // returned once the namespace has been gone through (and the namespace retried).
+    let mut first_error = None;
+    if let Err(e) = reconcile_service_account(ns, &snapshot, ctx, &mut counts).await {
+        counts.add(Kind::ServiceAccount, TargetState::Drifted);
+        first_error = Some(e);
+    }
     let api = ctx.api::<Deployment>(ns);
     let mut lp = ListParams::default().limit(PAGE);
     loop {
         ctx.throttle().await;
-        let page = api
-            .list(&lp)
-            .await
-            .map_err(|source| Error::ListDeployments {
-                namespace: ns.to_owned(),
-                source,
-            })?;
+        let page = api.list(&lp).await.map_err(|e| Error::ListDeployments {
+            namespace: ns.to_owned(),
+            source: Box::new(e),
+        })?;
         for d in page.items {
-            reconcile_object(Kind::Deployment, &api, d, ns, &snapshot, ctx, &mut counts).await?;
+            let result =
+                reconcile_object(Kind::Deployment, &api, d, ns, &snapshot, ctx, &mut counts).await;
+            if let Err(e) = result {
+                counts.add(Kind::Deployment, TargetState::Drifted);
+                first_error.get_or_insert(e);
+            }
         }
         match page.metadata.continue_ {
             Some(token) if !token.is_empty() => lp = lp.continue_token(&token),
@@ -283,7 +293,7 @@ async fn reconcile_namespace(ns: &str, ctx: &Context) -> Result<()> {
     }
     ctx.store_counts(ns, Some(counts));
     ctx.metrics.reconciled();
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }
 
 async fn reconcile_service_account(
@@ -298,9 +308,9 @@ async fn reconcile_service_account(
     let sa = api
         .get_opt(name)
         .await
-        .map_err(|source| Error::GetServiceAccount {
+        .map_err(|e| Error::GetServiceAccount {
             namespace: ns.to_owned(),
-            source,
+            source: Box::new(e),
         })?;
     let Some(sa) = sa else { return Ok(()) };
     let reference = object_ref(Kind::ServiceAccount, &sa);
@@ -365,22 +375,23 @@ async fn reconcile_object(
                         note,
                     )
                     .await
-                    .map_err(|source| Error::PostEvent {
+                    .map_err(|e| Error::PostEvent {
                         reason: INJECTED,
-                        source,
+                        source: Box::new(e),
                     })?;
-                counts.add(kind, TargetState::Drifted);
+                // It was drifted; it matches its config now.
+                counts.add(kind, TargetState::Compliant);
                 return Ok(Some(TargetState::Drifted));
             }
             Err(e) if is_conflict(&e) && attempt < ATTEMPTS => {
                 ctx.metrics.action(kind.as_str(), "conflict_retry");
                 tracing::debug!(kind = kind.as_str(), namespace = ns, name = %name, "changed since read: reading it again");
                 ctx.throttle().await;
-                obj = api.get(&name).await.map_err(|source| Error::Get {
+                obj = api.get(&name).await.map_err(|e| Error::Get {
                     kind: kind.as_str(),
                     namespace: ns.to_owned(),
                     name: name.clone(),
-                    source,
+                    source: Box::new(e),
                 })?;
             }
             Err(source) => {
@@ -388,7 +399,7 @@ async fn reconcile_object(
                     kind: kind.as_str(),
                     namespace: ns.to_owned(),
                     name,
-                    source,
+                    source: Box::new(source),
                 });
             }
         }
@@ -417,9 +428,9 @@ fn object_value(kind: Kind, obj: &mut DynamicObject) -> Result<Value> {
             kind: kind.as_str().into(),
         });
     }
-    serde_json::to_value(&*obj).map_err(|source| Error::Encode {
+    serde_json::to_value(&*obj).map_err(|e| Error::Encode {
         kind: kind.as_str(),
-        source,
+        source: e,
     })
 }
 
@@ -491,9 +502,9 @@ async fn post_binding_required(
     ctx.events
         .post_once(sa, EventType::Normal, BINDING_REQUIRED, note)
         .await
-        .map_err(|source| Error::PostEvent {
+        .map_err(|e| Error::PostEvent {
             reason: BINDING_REQUIRED,
-            source,
+            source: Box::new(e),
         })
 }
 
@@ -534,9 +545,9 @@ async fn report_invalid_config(
     ctx.events
         .post_once(&reference, EventType::Warning, INVALID_CONFIG, note)
         .await
-        .map_err(|source| Error::PostEvent {
+        .map_err(|e| Error::PostEvent {
             reason: INVALID_CONFIG,
-            source,
+            source: Box::new(e),
         })
 }
 

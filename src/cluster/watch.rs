@@ -160,33 +160,38 @@ async fn drive<K>(
     mut on_event: impl FnMut(Event<K>),
 ) {
     let mut synced = Some(synced);
-    let mut healthy = true;
+    // Up once the first full list is done; down from an error until the next event.
+    let mut up = false;
+    let mut failing = false;
     let mut stream = std::pin::pin!(stream);
     while let Some(item) = stream.next().await {
         match item {
             Ok(event) => {
                 let done = matches!(event, Event::InitDone);
                 on_event(event);
-                if done {
-                    if let Some(f) = synced.take() {
-                        tracing::info!("watch synced (first full list)");
-                        f();
-                    } else if !healthy {
-                        tracing::info!("watch resumed: listed again");
-                    }
-                    healthy = true;
+                if done && let Some(f) = synced.take() {
+                    tracing::info!("watch synced (first full list)");
+                    f();
+                }
+                if !up && synced.is_none() {
+                    up = true;
                     publisher.metrics.watch_state(name, true);
+                }
+                if failing {
+                    failing = false;
+                    tracing::info!("watch resumed");
                 }
             }
             Err(e) => {
+                up = false;
                 publisher.metrics.watch_state(name, false);
                 // One line when it breaks; the retries (with backoff) only at debug.
-                if healthy {
-                    tracing::warn!(error = %e, "watch failed: serving the last synced state, reconnecting with backoff");
-                } else {
+                if failing {
                     tracing::debug!(error = %e, "watch still failing");
+                } else {
+                    tracing::warn!(error = %e, "watch failed: serving the last synced state, reconnecting with backoff");
                 }
-                healthy = false;
+                failing = true;
             }
         }
     }
