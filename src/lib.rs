@@ -19,6 +19,7 @@
 pub mod admission;
 pub mod app;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod duration;
 mod file_poll;

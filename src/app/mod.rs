@@ -30,6 +30,7 @@ use crate::server::{
 use crate::settings::PolicyArgs;
 use crate::shutdown::{Shutdown, Signals};
 
+pub mod cluster;
 pub mod standalone;
 
 /// Flags of `serve`.
@@ -46,7 +47,7 @@ pub struct ServeArgs {
 
     /// Standalone mode: this ConfigMap YAML file is the configuration of every namespace. It is
     /// re-read when its content changes; an invalid new version is rejected and the last good one
-    /// keeps serving. Without it the server would run in cluster mode (not in this build).
+    /// keeps serving. Without it the server runs in cluster mode.
     #[arg(long, env = "CARTO_WI_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -73,17 +74,18 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub policy: PolicyArgs,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub cluster: crate::cluster::ClusterArgs,
 }
 
 /// Why the server cannot start. Each message names the flag at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// No `--config`: cluster mode, which this build does not have.
-    #[error(
-        "cluster mode (serve without --config) is not available in this build; pass --config FILE \
-         to run standalone with a ConfigMap file as the configuration of every namespace"
-    )]
-    ClusterModeUnavailable,
+    /// Cluster mode cannot reach or use the cluster.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::Error),
     /// The `--config` file cannot be used.
     #[error("--config {}: {error}", .path.display())]
     Config {
@@ -192,7 +194,7 @@ impl App {
         // frozen into the admin listener's `Arc`.
         let sources = match &args.config {
             Some(path) => standalone::start(&args, path, &common)?,
-            None => return Err(StartError::ClusterModeUnavailable),
+            None => cluster::start(&args, &common, &mut registry).await?,
         };
         let registry = Arc::new(registry);
 
@@ -315,9 +317,6 @@ impl App {
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Flushes the log writer when `run` returns, whatever the outcome.
     let _log_guard = crate::logging::init(&args.log).map_err(StartError::from)?;
-    if args.config.is_none() {
-        return Err(StartError::ClusterModeUnavailable.into());
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
