@@ -15,7 +15,7 @@ use crate::shutdown::Shutdown;
 
 pub mod args;
 pub mod client;
-mod core;
+mod decide;
 pub mod events;
 pub mod leader;
 pub mod metrics;
@@ -79,7 +79,7 @@ pub enum Error {
         /// The API error.
         source: Box<kube::Error>,
     },
-    /// Encoding an object for the core.
+    /// An object the core cannot read.
     #[error("cannot read a {kind}: {source}")]
     Encode {
         /// The object's kind.

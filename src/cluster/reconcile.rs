@@ -21,7 +21,7 @@ use super::events::{BINDING_REQUIRED, Events, INJECTED, INVALID_CONFIG};
 use super::metrics::{ClusterMetrics, TargetState};
 use super::queue::{Work, WorkQueue};
 use super::state::SharedWatched;
-use super::{Error, Result, core};
+use super::{Error, Result, decide};
 use crate::admission::Kind;
 use crate::config::{ConfigOrigin, ConfigSnapshot, Resolved, WorkloadIdentityConfig};
 use crate::settings::Settings;
@@ -335,7 +335,11 @@ async fn reconcile_object(
 ) -> Result<Option<TargetState>> {
     for attempt in 1..=ATTEMPTS {
         let value = object_value(kind, &mut obj)?;
-        if !core::is_target(kind, &value, &ctx.settings) {
+        let view = decide::view(&value).map_err(|e| Error::Encode {
+            kind: kind.as_str(),
+            source: e,
+        })?;
+        if !decide::is_target(kind, &view, &ctx.settings) {
             return Ok(None);
         }
         let state = match snapshot.resolve(ns) {
@@ -347,7 +351,7 @@ async fn reconcile_object(
             counts.add(kind, state);
             return Ok(Some(state));
         }
-        let decision = core::mutate(kind, &value, ns, snapshot, &ctx.settings);
+        let decision = decide::mutate(kind, &view, ns, snapshot, &ctx.settings);
         let Some(patch) = decision.patch else {
             counts.add(kind, TargetState::Compliant);
             return Ok(Some(TargetState::Compliant));
