@@ -1,0 +1,3 @@
+//! Certificates of the admission listener.
+
+pub mod self_managed;
