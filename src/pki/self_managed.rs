@@ -274,3 +274,77 @@ impl SelfManaged {
         self.status.clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SelfManagedArgs,
+    }
+
+    fn parse(argv: &[&str]) -> Result<SelfManagedArgs, clap::Error> {
+        Cli::try_parse_from([&["test"], argv].concat()).map(|c| c.args)
+    }
+
+    #[test]
+    fn defaults_match_the_product() {
+        let a = parse(&[]).unwrap();
+        assert_eq!(a.service, "carto-wi-webhook");
+        assert_eq!(a.cert_secret, "carto-wi-webhook-tls");
+        assert_eq!(a.webhook_configs, ["carto-wi-webhook"]);
+        let p = a.policy().unwrap();
+        const DAY: i64 = 86_400;
+        assert_eq!(
+            (
+                p.ca_validity,
+                p.ca_renew_before,
+                p.leaf_validity,
+                p.leaf_renew_before
+            ),
+            (5 * 365 * DAY, 365 * DAY, 365 * DAY, 90 * DAY)
+        );
+        assert_eq!(
+            a.names("ns"),
+            [
+                "carto-wi-webhook.ns.svc",
+                "carto-wi-webhook",
+                "carto-wi-webhook.ns",
+                "carto-wi-webhook.ns.svc.cluster.local"
+            ]
+        );
+    }
+
+    #[test]
+    fn extra_names_and_lists() {
+        let a = parse(&[
+            "--cert-extra-names",
+            "localhost,127.0.0.1,::1",
+            "--webhook-configs",
+            "a,b",
+        ])
+        .unwrap();
+        assert_eq!(a.webhook_configs, ["a", "b"]);
+        assert_eq!(&a.names("ns")[4..], ["localhost", "127.0.0.1", "::1"]);
+        assert!(parse(&["--cert-extra-names", "not a name"]).is_err());
+        assert!(parse(&["--cert-secret", "Bad_Name"]).is_err());
+        assert!(parse(&["--ca-validity", "0s"]).is_err());
+    }
+
+    #[test]
+    fn renewal_must_come_before_the_end() {
+        let a = parse(&["--cert-validity", "24h", "--cert-renew-before", "24h"]).unwrap();
+        let e = a.policy().unwrap_err().to_string();
+        assert!(e.starts_with("--cert-renew-before:"), "{e}");
+        let a = parse(&["--ca-validity", "1h", "--ca-renew-before", "2h"]).unwrap();
+        assert!(
+            a.policy()
+                .unwrap_err()
+                .to_string()
+                .starts_with("--ca-renew-before:")
+        );
+    }
+}

@@ -528,10 +528,14 @@ impl Manager {
     }
 }
 
-/// A new CA first, then the CAs kept.
+/// A new CA first, then the CAs kept (a retried regeneration finds its own CA among them).
 fn with_new(ca: &CertificateAuthority, keep: &[Ca]) -> Vec<Ca> {
     let mut bundle = parse_cas(ca.cert_pem().as_bytes());
-    bundle.extend(keep.iter().cloned());
+    for k in keep {
+        if !bundle.iter().any(|b| b.der == k.der) {
+            bundle.push(k.clone());
+        }
+    }
     bundle
 }
 
@@ -541,4 +545,23 @@ fn string_of(secret: Option<&Secret>, key: &str) -> String {
         .and_then(|d| d.get(key))
         .map(|b| String::from_utf8_lossy(&b.0).into_owned())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retried_regeneration_does_not_repeat_its_ca() {
+        let ca = CertificateAuthority::with_validity("new", Duration::from_secs(3600)).unwrap();
+        let other = CertificateAuthority::with_validity("old", Duration::from_secs(3600)).unwrap();
+        let keep = [
+            parse_cas(other.cert_pem().as_bytes()),
+            parse_cas(ca.cert_pem().as_bytes()),
+        ]
+        .concat();
+        let bundle = with_new(&ca, &keep);
+        assert_eq!(bundle.len(), 2);
+        assert_eq!(bundle[0], keep[1], "the new CA first");
+    }
 }
