@@ -24,6 +24,10 @@
 //! - `admissionregistration.k8s.io` `mutatingwebhookconfigurations` and
 //!   `validatingwebhookconfigurations`, `resourceNames: [<webhook-configs>...]`: `get`, `patch`.
 //!
+//! Every replica must run with the same flags (names, validities), else they undo each other's
+//! work. Two replicas regenerating at once can leave the loser's CA in the bundle (its key
+//! discarded) until that CA expires: harmless, and it happens only when no usable Secret exists.
+//!
 //! The webhook configurations are re-checked every minute, so a `helm upgrade` that resets their
 //! `caBundle` is repaired; a configuration that does not exist yet is retried with backoff while
 //! the server keeps serving.
@@ -265,7 +269,7 @@ impl SelfManaged {
         };
         manager.serve_pair(&first.secret)?;
         let status = manager.status.clone();
-        let task = tokio::spawn(manager.run(first.wait));
+        let task = tokio::spawn(manager.run(first));
         Ok(Self { status, task })
     }
 

@@ -10,7 +10,6 @@ use carto_wi_webhook::server::certs::CertificateAuthority;
 use carto_wi_webhook::server::tls::{CertResolver, PairSource, certified_key, provider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use serde_json::Value;
 
 use super::cluster::ControlPlane;
 use super::kube::{get, text};
@@ -20,8 +19,9 @@ const NS: &str = "e2e-self-managed";
 const CONFIG: &str = "e2e-self-managed";
 const SECRET: &str = "e2e-self-managed-tls";
 
-/// Two webhooks per configuration, called for nothing (no namespace has the label).
-fn configurations() -> String {
+/// A configuration of `kind` with two webhooks, called for nothing (no namespace has the
+/// label).
+fn configuration(kind: &str) -> String {
     let hook = |name: &str| {
         serde_json::json!({
             "name": name,
@@ -32,21 +32,13 @@ fn configurations() -> String {
             "admissionReviewVersions": ["v1"],
         })
     };
-    let items: Vec<Value> = [
-        "MutatingWebhookConfiguration",
-        "ValidatingWebhookConfiguration",
-    ]
-    .iter()
-    .map(|kind| {
-        serde_json::json!({
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": kind,
-            "metadata": {"name": CONFIG},
-            "webhooks": [hook("one.e2e.carto.com"), hook("two.e2e.carto.com")],
-        })
+    serde_json::json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": kind,
+        "metadata": {"name": CONFIG},
+        "webhooks": [hook("one.e2e.carto.com"), hook("two.e2e.carto.com")],
     })
-    .collect();
-    serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string()
+    .to_string()
 }
 
 /// The RBAC of the module documentation, nothing more, for ServiceAccount `e2e-certs`.
@@ -147,13 +139,15 @@ fn secret_field(cp: &ControlPlane, key: &str) -> Vec<u8> {
         .unwrap()
 }
 
-/// The certificates of every webhook's caBundle, in both configurations.
-fn webhook_bundles(cp: &ControlPlane) -> Vec<Vec<CertificateDer<'static>>> {
+const BOTH: &[&str] = &[
+    "mutatingwebhookconfiguration",
+    "validatingwebhookconfiguration",
+];
+
+/// The certificates of every webhook's caBundle, in the configurations of these kinds.
+fn webhook_bundles(cp: &ControlPlane, kinds: &[&str]) -> Vec<Vec<CertificateDer<'static>>> {
     let mut all = Vec::new();
-    for kind in [
-        "mutatingwebhookconfiguration",
-        "validatingwebhookconfiguration",
-    ] {
+    for kind in kinds {
         let c = get(cp, "", kind, CONFIG);
         for w in c["webhooks"].as_array().unwrap() {
             let b64 = w["clientConfig"]["caBundle"].as_str().unwrap_or_default();
@@ -214,8 +208,12 @@ pub fn self_managed_certificates(cp: &ControlPlane) {
         .unwrap();
     let out = cp.kubectl(&["create", "namespace", NS], None);
     assert!(out.status.success(), "{}", text(&out));
-    let out = cp.kubectl(&["apply", "-f", "-"], Some(&configurations()));
-    assert!(out.status.success(), "{}", text(&out));
+    // The validating configuration comes later (as a chart may create it after the pod).
+    let apply = |kind| {
+        let out = cp.kubectl(&["apply", "-f", "-"], Some(&configuration(kind)));
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    apply("MutatingWebhookConfiguration");
 
     let out = cp.kubectl(&["apply", "-f", "-"], Some(&rbac()));
     assert!(out.status.success(), "{}", text(&out));
@@ -238,12 +236,23 @@ pub fn self_managed_certificates(cp: &ControlPlane) {
     let leaf1 = pems(&secret_field(cp, "tls.crt"));
     assert_eq!(served(&r1), leaf1[0]);
     assert_eq!(served(&r2), leaf1[0]);
-    for bundle in webhook_bundles(cp) {
+    for bundle in webhook_bundles(cp, &["mutatingwebhookconfiguration"]) {
         assert!(
             same_set(&bundle, &ca1),
             "every webhook trusts the Secret's CA"
         );
     }
+    apply("ValidatingWebhookConfiguration");
+    wait_for(
+        "the configuration created later trusts the CA",
+        Duration::from_secs(60),
+        || {
+            webhook_bundles(cp, BOTH)
+                .iter()
+                .all(|h| same_set(h, &ca1))
+                .then_some(())
+        },
+    );
     rt.block_on(handshake(r1.clone(), &ca1))
         .expect("the served certificate chains to the caBundle");
     assert!(a.status().ca_not_after().is_some() && a.status().serving_not_after().is_some());
@@ -262,7 +271,7 @@ pub fn self_managed_certificates(cp: &ControlPlane) {
     let bundle = pems(&secret_field(cp, "ca.crt"));
     assert_eq!(bundle.len(), ca1.len() + 1, "the old CAs and the new one");
     assert!(ca1.iter().all(|c| bundle.contains(c)));
-    for hooks in webhook_bundles(cp) {
+    for hooks in webhook_bundles(cp, BOTH) {
         assert!(same_set(&hooks, &bundle), "every webhook trusts both CAs");
     }
     let leaf2 = pems(&secret_field(cp, "tls.crt"));
@@ -281,7 +290,7 @@ pub fn self_managed_certificates(cp: &ControlPlane) {
             || (served(r) == leaf2[0]).then_some(()),
         );
     }
-    rt.block_on(handshake(r2.clone(), &webhook_bundles(cp)[0]))
+    rt.block_on(handshake(r2.clone(), &webhook_bundles(cp, BOTH)[0]))
         .expect("a replica's certificate is trusted by the caBundle after rotation");
     assert!(c.status().ca_not_after().unwrap() > first_ca_end);
     // Replicas with other validities would rotate each other's CAs: only the first two go on.
@@ -316,13 +325,13 @@ pub fn self_managed_certificates(cp: &ControlPlane) {
         "webhooks trust the regenerated CA",
         Duration::from_secs(30),
         || {
-            webhook_bundles(cp)
+            webhook_bundles(cp, BOTH)
                 .iter()
                 .all(|h| same_set(h, &regenerated))
                 .then_some(())
         },
     );
-    rt.block_on(handshake(r1.clone(), &webhook_bundles(cp)[1]))
+    rt.block_on(handshake(r1.clone(), &webhook_bundles(cp, BOTH)[1]))
         .expect("trusted after regeneration");
     drop((a, b));
     let _ = cp.kubectl(&["delete", "namespace", NS, "--wait=false"], None);

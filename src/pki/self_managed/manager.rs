@@ -37,8 +37,10 @@ const MAX_STEPS: usize = 12;
 pub struct Settled {
     /// The Secret's data as last read.
     pub secret: Option<BTreeMap<String, ByteString>>,
-    /// How long to wait before the next check.
+    /// How long to wait before the next check, all configurations present.
     pub wait: Duration,
+    /// The webhook configurations not found.
+    pub missing: Vec<String>,
 }
 
 /// One webhook configuration, as read.
@@ -237,15 +239,10 @@ impl Manager {
                     .store(ca.not_after, std::sync::atomic::Ordering::Relaxed);
             }
         }
-        let wait = if round.missing.is_empty() {
-            secs(next_check - now).min(RECHECK)
-        } else {
-            tracing::info!(missing = ?round.missing, "self-managed certificates: webhook configurations not found yet; retrying");
-            FIRST_RETRY
-        };
         Settled {
             secret: round.secret.and_then(|s| s.data),
-            wait,
+            wait: secs(next_check - now).min(RECHECK),
+            missing: round.missing,
         }
     }
 
@@ -480,29 +477,32 @@ impl Manager {
     }
 
     /// Watch the Secret and re-check on every change and at least every [`RECHECK`].
-    pub async fn run(self, first_wait: Duration) {
+    pub async fn run(self, first: Settled) {
         let config =
             watcher::Config::default().fields(&format!("metadata.name={}", self.secret_name));
         let stream = watcher(self.secrets.clone(), config).default_backoff();
         let mut stream = std::pin::pin!(stream);
-        let mut wait = first_wait;
         let mut retry = FIRST_RETRY;
+        let mut wait = after(&first, &mut retry, true);
         loop {
-            tokio::select! {
+            let timer = tokio::select! {
                 event = next_item(stream.as_mut()) => match event {
-                    Some(Ok(event)) => self.on_event(event),
-                    Some(Err(e)) => tracing::warn!(error = %e, secret = %self.secret_name, "self-managed certificates: watch error; retrying"),
+                    Some(Ok(event)) if self.on_event(&event) => false,
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, secret = %self.secret_name, "self-managed certificates: watch error; retrying");
+                        continue;
+                    }
                     None => return,
                 },
-                () = tokio::time::sleep(wait) => {}
-            }
+                () = tokio::time::sleep(wait) => true,
+            };
             wait = match self.reconcile().await {
                 Ok(settled) => {
-                    retry = FIRST_RETRY;
                     if let Err(e) = self.serve_pair(&settled.secret) {
                         tracing::warn!(error = %e, "self-managed certificates: keeping the served pair");
                     }
-                    settled.wait
+                    after(&settled, &mut retry, timer)
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "self-managed certificates: cannot bring the certificates up to date; retrying");
@@ -513,19 +513,40 @@ impl Manager {
         }
     }
 
-    fn on_event(&self, event: watcher::Event<Secret>) {
+    /// Serve a changed Secret's pair; whether the event calls for a reconcile.
+    fn on_event(&self, event: &watcher::Event<Secret>) -> bool {
         match event {
             watcher::Event::Apply(s) | watcher::Event::InitApply(s) => {
                 if let Err(e) = self.serve_pair(&s.data) {
                     tracing::warn!(error = %e, "self-managed certificates: keeping the served pair");
                 }
+                true
             }
             watcher::Event::Delete(_) => {
                 tracing::warn!(secret = %self.secret_name, "self-managed certificates: the Secret was deleted; regenerating");
+                true
             }
-            watcher::Event::Init | watcher::Event::InitDone => {}
+            watcher::Event::Init | watcher::Event::InitDone => false,
         }
     }
+}
+
+/// How long to wait after a reconcile: until the next deadline, or, while a webhook
+/// configuration is missing (the chart may create it after the pod), a delay that grows with
+/// each timed retry (`advance`; a reconcile caused by a Secret event does not count).
+fn after(settled: &Settled, retry: &mut Duration, advance: bool) -> Duration {
+    if settled.missing.is_empty() {
+        *retry = FIRST_RETRY;
+        return settled.wait;
+    }
+    if *retry == FIRST_RETRY && advance {
+        tracing::info!(missing = ?settled.missing, "self-managed certificates: webhook configurations not found yet; retrying");
+    }
+    let wait = *retry;
+    if advance {
+        *retry = (*retry * 2).min(RECHECK);
+    }
+    wait
 }
 
 /// A new CA first, then the CAs kept (a retried regeneration finds its own CA among them).

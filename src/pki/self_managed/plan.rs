@@ -162,7 +162,7 @@ fn leaf_problem(now: i64, leaf: Option<&Leaf>, policy: &Policy) -> Option<&'stat
     match leaf {
         None => Some("no usable serving certificate in the Secret"),
         Some(l) if !l.trusted => {
-            Some("the serving certificate is not from the current CA or not for every name")
+            Some("the serving certificate is not valid under the current CA for every name")
         }
         Some(l) if now >= l.not_after - policy.leaf_renew_before => {
             Some("the serving certificate is near its end")
