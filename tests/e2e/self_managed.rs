@@ -201,6 +201,13 @@ fn served(resolver: &CertResolver) -> CertificateDer<'static> {
 }
 
 pub fn self_managed_certificates(cp: &ControlPlane) {
+    // The component's log lines, kept with the run's other logs.
+    let log = std::fs::File::create(cp.dir.join("self-managed.log")).unwrap();
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::sync::Mutex::new(log))
+        .with_ansi(false)
+        .with_env_filter("carto_wi_webhook=debug")
+        .try_init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

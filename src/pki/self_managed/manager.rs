@@ -30,6 +30,8 @@ pub const RECHECK: Duration = Duration::from_secs(60);
 /// First retry delay when a webhook configuration is missing or the API fails; doubles up to
 /// [`RECHECK`].
 pub const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// Pause after losing a regeneration race on a webhook configuration.
+const RACE_PAUSE: Duration = Duration::from_millis(300);
 /// Writes per reconcile before giving up (a rotation takes four; the rest absorbs races).
 const MAX_STEPS: usize = 12;
 
@@ -178,6 +180,10 @@ impl Manager {
                     if self.write_webhooks(&round.configs, &bundle).await? {
                         self.write_secret(round.secret.as_ref(), &bundle, ca.key_pem(), &leaf)
                             .await?;
+                    } else {
+                        // Likely another replica regenerating: give it time to store its
+                        // Secret, which this one then adopts, rather than add one more CA.
+                        tokio::time::sleep(RACE_PAUSE).await;
                     }
                     fresh = Some((ca, leaf));
                 }
