@@ -41,38 +41,44 @@ fn configuration(kind: &str) -> String {
     .to_string()
 }
 
-/// The RBAC of the module documentation, nothing more, for ServiceAccount `e2e-certs`.
-fn rbac() -> String {
+/// The RBAC of the module documentation, nothing more, for ServiceAccount `e2e-certs` of `ns`
+/// (with `create` on Secrets or not).
+fn rbac(ns: &str, create: bool) -> String {
+    let mut secret_rules = vec![serde_json::json!(
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [SECRET],
+         "verbs": ["get", "list", "watch", "update"]})];
+    if create {
+        secret_rules.push(
+            serde_json::json!({"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}),
+        );
+    }
+    let subjects =
+        serde_json::json!([{"kind": "ServiceAccount", "name": "e2e-certs", "namespace": ns}]);
     let items = serde_json::json!([
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "e2e-certs", "namespace": NS}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "e2e-certs", "namespace": ns}},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-         "metadata": {"name": "e2e-certs", "namespace": NS},
-         "rules": [
-            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [SECRET],
-             "verbs": ["get", "list", "watch", "update"]},
-            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
-         ]},
+         "metadata": {"name": "e2e-certs", "namespace": ns}, "rules": secret_rules},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-         "metadata": {"name": "e2e-certs", "namespace": NS},
+         "metadata": {"name": "e2e-certs", "namespace": ns},
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "e2e-certs"},
-         "subjects": [{"kind": "ServiceAccount", "name": "e2e-certs", "namespace": NS}]},
+         "subjects": subjects},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-         "metadata": {"name": "e2e-certs"},
+         "metadata": {"name": ns},
          "rules": [{"apiGroups": ["admissionregistration.k8s.io"],
                     "resources": ["mutatingwebhookconfigurations", "validatingwebhookconfigurations"],
                     "resourceNames": [CONFIG], "verbs": ["get", "patch"]}]},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-         "metadata": {"name": "e2e-certs"},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "e2e-certs"},
-         "subjects": [{"kind": "ServiceAccount", "name": "e2e-certs", "namespace": NS}]},
+         "metadata": {"name": ns},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": ns},
+         "subjects": subjects},
     ]);
     serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string()
 }
 
 /// A client authenticated as ServiceAccount `e2e-certs` (a token from `kubectl create token`).
-async fn service_account_client(cp: &ControlPlane) -> ::kube::Client {
+async fn service_account_client(cp: &ControlPlane, ns: &str) -> ::kube::Client {
     let out = cp.kubectl(
-        &["create", "token", "e2e-certs", "-n", NS, "--duration=1h"],
+        &["create", "token", "e2e-certs", "-n", ns, "--duration=1h"],
         None,
     );
     assert!(out.status.success(), "{}", text(&out));
@@ -85,7 +91,7 @@ async fn service_account_client(cp: &ControlPlane) -> ::kube::Client {
         cluster.certificate_authority.unwrap(),
         token.trim()
     );
-    let path = cp.dir.join("self-managed-sa.kubeconfig");
+    let path = cp.dir.join(format!("{ns}.kubeconfig"));
     std::fs::write(&path, kubeconfig).unwrap();
     let kubeconfig = ::kube::config::Kubeconfig::read_from(&path).unwrap();
     let config = ::kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
@@ -132,7 +138,11 @@ fn pems(bytes: &[u8]) -> Vec<CertificateDer<'static>> {
 }
 
 fn secret_field(cp: &ControlPlane, key: &str) -> Vec<u8> {
-    let s = get(cp, NS, "secret", SECRET);
+    secret_field_in(cp, NS, key)
+}
+
+fn secret_field_in(cp: &ControlPlane, ns: &str, key: &str) -> Vec<u8> {
+    let s = get(cp, ns, "secret", SECRET);
     let b64 = s["data"][key].as_str().unwrap_or_default();
     base64::engine::general_purpose::STANDARD
         .decode(b64)
@@ -222,9 +232,9 @@ pub fn self_managed_certificates(cp: &ControlPlane) {
     };
     apply("MutatingWebhookConfiguration");
 
-    let out = cp.kubectl(&["apply", "-f", "-"], Some(&rbac()));
+    let out = cp.kubectl(&["apply", "-f", "-"], Some(&rbac(NS, true)));
     assert!(out.status.success(), "{}", text(&out));
-    let client = rt.block_on(service_account_client(cp));
+    let client = rt.block_on(service_account_client(cp, NS));
 
     // Two replicas start at once: one Secret, both serve its certificate, trusted by every
     // webhook. (A replica that lost the race after writing its CA into the webhooks leaves that
@@ -341,11 +351,13 @@ pub fn self_managed_certificates(cp: &ControlPlane) {
     rt.block_on(handshake(r1.clone(), &webhook_bundles(cp, BOTH)[1]))
         .expect("trusted after regeneration");
     drop((a, b));
-    let _ = cp.kubectl(&["delete", "namespace", NS, "--wait=false"], None);
-    let _ = cp.kubectl(
-        &["delete", "clusterrole,clusterrolebinding", "e2e-certs"],
-        None,
-    );
+
+    chart_created_secret(cp, &rt, &regenerated);
+
+    for ns in [NS, PRE] {
+        let _ = cp.kubectl(&["delete", "namespace", ns, "--wait=false"], None);
+        let _ = cp.kubectl(&["delete", "clusterrole,clusterrolebinding", ns], None);
+    }
     let _ = cp.kubectl(
         &[
             "delete",
@@ -354,6 +366,43 @@ pub fn self_managed_certificates(cp: &ControlPlane) {
         ],
         None,
     );
+}
+
+const PRE: &str = "e2e-self-managed-pre";
+
+/// The chart created the Secret empty: no `create` on Secrets is granted, and the Secret is
+/// filled by an update that keeps its type. The CAs the webhooks trusted stay trusted.
+fn chart_created_secret(
+    cp: &ControlPlane,
+    rt: &tokio::runtime::Runtime,
+    trusted: &[CertificateDer<'static>],
+) {
+    let out = cp.kubectl(&["create", "namespace", PRE], None);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = cp.kubectl(&["apply", "-f", "-"], Some(&rbac(PRE, false)));
+    assert!(out.status.success(), "{}", text(&out));
+    let out = cp.kubectl(&["create", "secret", "generic", SECRET, "-n", PRE], None);
+    assert!(out.status.success(), "{}", text(&out));
+    let client = rt.block_on(service_account_client(cp, PRE));
+    let resolver = placeholder();
+    let usual = args(43800, 8760);
+    let it = rt
+        .block_on(SelfManaged::start(client, PRE, &usual, resolver.clone()))
+        .expect("starts without create on Secrets");
+    assert_eq!(get(cp, PRE, "secret", SECRET)["type"], "Opaque");
+    let bundle = pems(&secret_field_in(cp, PRE, "ca.crt"));
+    assert_eq!(bundle.len(), trusted.len() + 1);
+    assert!(trusted.iter().all(|c| bundle.contains(c)));
+    assert_eq!(
+        served(&resolver),
+        pems(&secret_field_in(cp, PRE, "tls.crt"))[0]
+    );
+    for hooks in webhook_bundles(cp, BOTH) {
+        assert!(same_set(&hooks, &bundle));
+    }
+    rt.block_on(handshake(resolver, &webhook_bundles(cp, BOTH)[0]))
+        .expect("trusted by the caBundle");
+    drop(it);
 }
 
 /// A resolver serving the Secret's current pair (to check it chains to the new CA alone).
