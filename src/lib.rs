@@ -7,8 +7,9 @@
 //! - [`offline`]: the `check` and `review` commands over files, built on the core.
 //! - [`server`]: the HTTPS admission listener, its routes and the admin listener.
 //! - [`pki`]: certificates: a small CA, the `certs` command, file and ephemeral sources, the
-//!   rotating resolver they feed.
-//! - [`app`]: the `serve` process: startup order, shutdown, standalone mode.
+//!   rotating resolver they feed, and self-managed certificates kept in a Secret.
+//! - [`app`]: the `serve` process: startup order, shutdown, standalone and cluster mode.
+//! - [`cluster`]: cluster mode: the config watches, the elected reconciler, Events.
 //! - [`settings`]: the policy settings and their flags; [`readiness`], [`shutdown`],
 //!   [`metrics`], [`logging`]: process-wide plumbing every component shares.
 //! - [`cli`]: the command line (only `main` uses it).

@@ -15,6 +15,8 @@ mod pki;
 mod process;
 #[path = "e2e/scenarios.rs"]
 mod scenarios;
+#[path = "e2e/self_managed.rs"]
+mod self_managed;
 #[path = "e2e/webhook.rs"]
 mod webhook;
 
@@ -56,6 +58,10 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     (
         "updates_keep_injected_values",
         scenarios::updates_keep_injected_values,
+    ),
+    (
+        "self_managed_certificates",
+        self_managed::self_managed_certificates,
     ),
 ];
 

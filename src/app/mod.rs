@@ -86,6 +86,9 @@ pub enum StartError {
     /// Cluster mode cannot reach or use the cluster.
     #[error(transparent)]
     Cluster(#[from] crate::cluster::Error),
+    /// The self-managed certificate's flags are inconsistent.
+    #[error(transparent)]
+    SelfManaged(#[from] crate::pki::self_managed::SelfManagedError),
     /// The `--config` file cannot be used.
     #[error("--config {}: {error}", .path.display())]
     Config {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgAction, Args};
+use clap::{ArgAction, Args, ValueEnum};
 
 use crate::duration::parse_interval;
 
@@ -44,4 +44,41 @@ pub struct ClusterArgs {
     /// This replica's name in the Lease and in Events [default: $POD_NAME, else the host name].
     #[arg(long, env = "POD_NAME", value_name = "NAME")]
     pub identity: Option<String>,
+
+    /// Where the serving certificate comes from: `self` (a CA and certificate kept in
+    /// --cert-secret, written into the webhook configurations' caBundle) or `files`
+    /// (--tls-cert/--tls-key, e.g. from cert-manager) [default: files when --tls-cert is given,
+    /// else self].
+    #[arg(long = "certs", env = "CARTO_WI_CERTS", value_name = "self|files")]
+    pub certs_mode: Option<CertsMode>,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub certs: crate::pki::self_managed::SelfManagedArgs,
+}
+
+/// Where the serving certificate comes from in cluster mode.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertsMode {
+    /// Managed in a Secret by the webhook itself.
+    #[value(name = "self")]
+    SelfManaged,
+    /// The --tls-cert/--tls-key files.
+    Files,
+}
+
+impl ClusterArgs {
+    /// The certificate mode in force, given whether --tls-cert/--tls-key were passed.
+    pub fn certs_mode(&self, tls_files: bool) -> Result<CertsMode, super::Error> {
+        match (self.certs_mode, tls_files) {
+            (None, true) | (Some(CertsMode::Files), true) => Ok(CertsMode::Files),
+            (None, false) | (Some(CertsMode::SelfManaged), false) => Ok(CertsMode::SelfManaged),
+            (Some(CertsMode::Files), false) => Err(super::Error::Config(
+                "--certs files: pass --tls-cert and --tls-key".into(),
+            )),
+            (Some(CertsMode::SelfManaged), true) => Err(super::Error::Config(
+                "--certs self: the certificate is kept in --cert-secret; drop --tls-cert/--tls-key (or use --certs files)".into(),
+            )),
+        }
+    }
 }

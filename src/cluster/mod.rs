@@ -24,7 +24,7 @@ pub mod reconcile;
 pub mod state;
 pub mod watch;
 
-pub use args::ClusterArgs;
+pub use args::{CertsMode, ClusterArgs};
 pub use metrics::ClusterMetrics;
 
 /// What can fail in cluster mode; one variant per failing API call.

@@ -66,10 +66,19 @@ impl std::fmt::Debug for CertificateAuthority {
     }
 }
 
-fn validity(params: &mut CertificateParams, days: u32) {
+fn validity(params: &mut CertificateParams, valid_for: time::Duration) {
     let now = OffsetDateTime::now_utc();
     params.not_before = now - BACKDATE;
-    params.not_after = now + time::Duration::days(i64::from(days));
+    params.not_after = now + valid_for;
+}
+
+fn days(n: u32) -> time::Duration {
+    time::Duration::days(i64::from(n))
+}
+
+/// `d` as a `time` duration, saturating (validities of centuries are clamped, not wrapped).
+fn span(d: std::time::Duration) -> time::Duration {
+    time::Duration::try_from(d).unwrap_or(time::Duration::MAX)
 }
 
 fn name(common_name: &str) -> DistinguishedName {
@@ -81,17 +90,35 @@ fn name(common_name: &str) -> DistinguishedName {
 
 impl CertificateAuthority {
     /// A new CA (ECDSA P-256) named `common_name`, valid for `days`.
-    pub fn new(common_name: &str, days: u32) -> Result<Self, CertError> {
+    pub fn new(common_name: &str, days_valid: u32) -> Result<Self, CertError> {
+        Self::generate(common_name, days(days_valid))
+    }
+
+    /// A new CA (ECDSA P-256) named `common_name`, valid for `valid_for` from now.
+    pub fn with_validity(
+        common_name: &str,
+        valid_for: std::time::Duration,
+    ) -> Result<Self, CertError> {
+        Self::generate(common_name, span(valid_for))
+    }
+
+    /// The CA made earlier by [`CertificateAuthority::with_validity`] with this `common_name`,
+    /// from its certificate and key. The caller checks that the key is the certificate's.
+    pub fn from_pem(common_name: &str, cert_pem: &str, key_pem: &str) -> Result<Self, CertError> {
+        let key = KeyPair::from_pem(key_pem)?;
+        Ok(Self {
+            issuer: Issuer::new(ca_params(common_name)?, key),
+            pair: Pair {
+                cert_pem: cert_pem.to_owned(),
+                key_pem: key_pem.to_owned(),
+            },
+        })
+    }
+
+    fn generate(common_name: &str, valid_for: time::Duration) -> Result<Self, CertError> {
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.distinguished_name = name(common_name);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        validity(&mut params, days);
+        let mut params = ca_params(common_name)?;
+        validity(&mut params, valid_for);
         let cert = params.self_signed(&key)?;
         let pair = Pair {
             cert_pem: cert.pem(),
@@ -115,16 +142,25 @@ impl CertificateAuthority {
 
     /// Issue a serving certificate for these DNS names and IP addresses (the first is also the
     /// common name).
-    pub fn issue_server(&self, sans: &[String], days: u32) -> Result<Pair, CertError> {
-        self.issue(sans, ExtendedKeyUsagePurpose::ServerAuth, days)
+    pub fn issue_server(&self, sans: &[String], days_valid: u32) -> Result<Pair, CertError> {
+        self.issue(sans, ExtendedKeyUsagePurpose::ServerAuth, days(days_valid))
+    }
+
+    /// [`CertificateAuthority::issue_server`], valid for `valid_for` from now.
+    pub fn issue_server_valid_for(
+        &self,
+        sans: &[String],
+        valid_for: std::time::Duration,
+    ) -> Result<Pair, CertError> {
+        self.issue(sans, ExtendedKeyUsagePurpose::ServerAuth, span(valid_for))
     }
 
     /// Issue a client certificate (for mutual TLS) with this common name.
-    pub fn issue_client(&self, common_name: &str, days: u32) -> Result<Pair, CertError> {
+    pub fn issue_client(&self, common_name: &str, days_valid: u32) -> Result<Pair, CertError> {
         self.issue(
             &[common_name.to_owned()],
             ExtendedKeyUsagePurpose::ClientAuth,
-            days,
+            days(days_valid),
         )
     }
 
@@ -132,7 +168,7 @@ impl CertificateAuthority {
         &self,
         sans: &[String],
         usage: ExtendedKeyUsagePurpose,
-        days: u32,
+        valid_for: time::Duration,
     ) -> Result<Pair, CertError> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(sans.to_vec())?;
@@ -140,13 +176,27 @@ impl CertificateAuthority {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![usage];
         params.use_authority_key_identifier_extension = true;
-        validity(&mut params, days);
+        validity(&mut params, valid_for);
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(Pair {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
         })
     }
+}
+
+/// The parameters of a CA named `common_name` (no validity): also what re-creates its issuer,
+/// whose name must be byte-identical to the certificate's subject.
+fn ca_params(common_name: &str) -> Result<CertificateParams, CertError> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.distinguished_name = name(common_name);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    Ok(params)
 }
 
 /// The names a webhook Service is reached by: `NAME`, `NAME.NS`, `NAME.NS.svc`,

@@ -1,9 +1,11 @@
-//! The tls group of metrics: `tls_reloads` (certificate files) and `tls_handshake_failures`.
+//! The tls group of metrics: `tls_reloads` (certificate files), `tls_handshake_failures`, and
+//! `tls_cert_not_after_seconds` (self-managed certificates).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::registry::Registry;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
 
 use crate::metrics::{ReloadCounters, ReloadResult};
 
@@ -21,11 +23,17 @@ struct ReasonLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertLabels {
+    cert: &'static str,
+}
+
 /// The tls series.
 #[derive(Debug, Clone)]
 pub struct TlsMetrics {
     reloads: ReloadCounters,
     handshake_failures: [Counter; 2],
+    not_after: Family<CertLabels, Gauge>,
 }
 
 impl TlsMetrics {
@@ -50,10 +58,25 @@ impl TlsMetrics {
             "TLS handshakes that failed, by reason",
             family,
         );
+        let not_after = Family::<CertLabels, Gauge>::default();
+        registry.register_with_unit(
+            "tls_cert_not_after",
+            "End of validity (unix time) of the self-managed serving certificate and of its CA",
+            Unit::Seconds,
+            not_after.clone(),
+        );
         Self {
             reloads,
             handshake_failures: [timeout, error],
+            not_after,
         }
+    }
+
+    /// The self-managed certificates' end of validity (`cert` is `serving` or `ca`).
+    pub fn cert_not_after(&self, cert: &'static str, unix_seconds: i64) {
+        self.not_after
+            .get_or_create(&CertLabels { cert })
+            .set(unix_seconds);
     }
 
     /// Count a reload of the certificate files.

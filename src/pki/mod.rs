@@ -6,6 +6,8 @@
 //! - [`ephemeral`]: a throw-away CA and certificate for localhost.
 //! - [`resolver`]: the rotating [`CertResolver`] every source stores into, and
 //!   [`certified_key`], the check that turns PEM text into a servable pair.
+//! - [`self_managed`]: a CA and a serving certificate kept in a Secret, the CA written into the
+//!   webhook configurations' `caBundle`, rotated before expiry.
 //! - [`metrics`]: the `tls` group of metrics.
 
 pub mod ca;
@@ -14,6 +16,7 @@ pub mod ephemeral;
 pub mod files;
 pub mod metrics;
 pub mod resolver;
+pub mod self_managed;
 
 pub use ca::{CertError, CertificateAuthority, Pair, localhost_names, service_names};
 pub use command::CertsArgs;
