@@ -64,6 +64,10 @@ const SCENARIOS: &[(&str, Scenario)] = &[
         scenarios::updates_keep_injected_values,
     ),
     (
+        "cluster_rbac_grants_exactly_the_named_objects",
+        cluster_scenarios::cluster_rbac_grants_exactly_the_named_objects,
+    ),
+    (
         "cluster_ready_only_when_synced",
         cluster_scenarios::cluster_ready_only_when_synced,
     ),
