@@ -2,7 +2,7 @@
 //! examples/rbac.yaml, watches its ConfigMaps, reconciles existing objects and manages its own
 //! certificates. Each asserts what the real API server stored, or what the webhook answered.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::cluster::ControlPlane;
 use super::cluster_mode::*;
@@ -117,6 +117,27 @@ pub fn cluster_rbac_grants_exactly_the_named_objects(cp: &ControlPlane) {
         assert!(webhook_can(&install, &args), "the webhook may {args:?}");
     }
     assert_rbac_is_narrow(&install);
+    // The reconciler's cross-namespace list, by name, finds the fixture's ServiceAccount.
+    let app = names.ns("app");
+    unselected_namespace(cp, &app);
+    install_fixtures(cp, names, &app);
+    assert_eq!(
+        target_deployments(cp, names, &app).len(),
+        TARGET_DEPLOYMENTS.len()
+    );
+    let listed = must(
+        install.kubectl_as_webhook(&[
+            "get",
+            "serviceaccounts",
+            "-A",
+            "--field-selector",
+            &by_backend,
+            "-o",
+            "name",
+        ]),
+        "list the target ServiceAccounts as the webhook",
+    );
+    assert_eq!(listed.trim(), format!("serviceaccount/{}", names.backend()));
     for args in [
         vec!["create", "secrets", "-n", "default"],
         vec!["patch", "leases.coordination.k8s.io/other", "-n", &system],
@@ -217,7 +238,7 @@ pub fn cluster_config_appears_existing_targets_patched(cp: &ControlPlane) {
     assert!(patched_deployments(&hook) >= 3.0, "{}", hook.metrics());
 
     // Created after the config: mutated on admission by the API server's call.
-    let late = super::kube::deployment("late-api", &backend, &[("api", Value::Null)], Value::Null);
+    let late = super::kube::deployment("late-api", &backend, &[("api", Value::Null)], json!({}));
     let out = apply(cp, &app, &late, &[]);
     assert!(out.status.success(), "{}", text(&out));
     let stored = super::kube::get(cp, &app, "deployment", "late-api");
@@ -319,6 +340,10 @@ pub fn cluster_invalid_configmap_reported_not_applied(cp: &ControlPlane) {
     let names = &install.names;
     let (broken, good) = (names.ns("broken"), names.ns("good"));
     unselected_namespace(cp, &broken);
+    // Targets first: the ConfigMap's arrival is what queues this namespace (the default's
+    // fan-out skips namespaces with their own ConfigMap).
+    install_fixtures(cp, names, &broken);
+    let before = versions(cp, names, &broken);
     let mut invalid: Value = serde_json::from_str(&ACME.config_map(names)).unwrap();
     invalid["data"]["WORKSPACE_WORKLOAD_IDENTITY_BILLING_PROJECT"] = " acme-gke-prod".into();
     let data = invalid["data"].as_object_mut().unwrap();
@@ -329,8 +354,6 @@ pub fn cluster_invalid_configmap_reported_not_applied(cp: &ControlPlane) {
         "stored behind the webhook's back: {}",
         text(&out)
     );
-    install_fixtures(cp, names, &broken);
-    let before = versions(cp, names, &broken);
     selected_namespace(cp, names, &good, &[]);
     install_fixtures(cp, names, &good);
 
