@@ -2,11 +2,17 @@
 //! tests/controlplane/build.sh), with carto-wi-webhook served over real TLS.
 //!
 //! One control plane is shared; each scenario runs its own webhook process, its own webhook
-//! configurations and its own namespaces, so scenarios run in parallel. Everything is stopped
+//! configurations and its own namespaces, so scenarios run in parallel. The `cluster_` scenarios
+//! run the webhook in cluster mode, as a ServiceAccount bound to examples/rbac.yaml, under names
+//! of their own (every cluster-mode reconciler works cluster-wide). Everything is stopped
 //! when the run ends, pass or fail; logs stay under target/e2e/ for diagnosis.
 
 #[path = "e2e/cluster.rs"]
 mod cluster;
+#[path = "e2e/cluster_mode.rs"]
+mod cluster_mode;
+#[path = "e2e/cluster_scenarios.rs"]
+mod cluster_scenarios;
 #[path = "e2e/kube.rs"]
 mod kube;
 #[path = "e2e/pki.rs"]
@@ -62,6 +68,34 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     (
         "self_managed_certificates",
         self_managed::self_managed_certificates,
+    ),
+    (
+        "cluster_rbac_grants_exactly_the_named_objects",
+        cluster_scenarios::cluster_rbac_grants_exactly_the_named_objects,
+    ),
+    (
+        "cluster_ready_only_when_synced",
+        cluster_scenarios::cluster_ready_only_when_synced,
+    ),
+    (
+        "cluster_config_appears_existing_targets_patched",
+        cluster_scenarios::cluster_config_appears_existing_targets_patched,
+    ),
+    (
+        "cluster_default_change_converges_everywhere",
+        cluster_scenarios::cluster_default_change_converges_everywhere,
+    ),
+    (
+        "cluster_invalid_configmap_reported_not_applied",
+        cluster_scenarios::cluster_invalid_configmap_reported_not_applied,
+    ),
+    (
+        "cluster_two_replicas_one_leader_hands_over",
+        cluster_scenarios::cluster_two_replicas_one_leader_hands_over,
+    ),
+    (
+        "cluster_apiserver_restart_keeps_serving",
+        cluster_scenarios::cluster_apiserver_restart_keeps_serving,
     ),
 ];
 

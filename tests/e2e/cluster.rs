@@ -35,7 +35,19 @@ pub struct ControlPlane {
     pub dir: PathBuf,
     pub bin: PathBuf,
     pub kubeconfig: PathBuf,
+    /// The kube-apiserver's flags, kept to restart it the same way.
+    api_args: Vec<String>,
+    /// etcd first, then kube-apiserver.
     procs: Mutex<Vec<(Proc, PathBuf)>>,
+}
+
+/// Index of kube-apiserver in `ControlPlane::procs`.
+const APISERVER: usize = 1;
+
+fn spawn_apiserver(bin: &Path, args: &[String], log: &Path) -> Proc {
+    let mut api = Command::new(bin.join("kube-apiserver"));
+    api.args(args);
+    Proc::spawn("kube-apiserver", api, log)
 }
 
 impl ControlPlane {
@@ -70,25 +82,24 @@ impl ControlPlane {
 
         let port = free_port();
         let api_log = dir.join("kube-apiserver.log");
-        let mut api = Command::new(bin.join("kube-apiserver"));
-        api.args([
-            &format!("--etcd-servers=http://127.0.0.1:{etcd_client}"),
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            &format!("--secure-port={port}"),
-            &format!("--cert-dir={}", dir.join("apiserver-certs").display()),
-            &format!("--tls-cert-file={}", serving.cert.display()),
-            &format!("--tls-private-key-file={}", serving.key.display()),
-            &format!("--client-ca-file={}", ca_file.display()),
-            &format!("--service-account-key-file={}", sa_pub.display()),
-            &format!("--service-account-signing-key-file={}", sa_key.display()),
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            "--authorization-mode=RBAC",
-            "--service-cluster-ip-range=10.96.0.0/16",
-            "--enable-priority-and-fairness=false",
-            "--v=2",
-        ]);
-        let api = Proc::spawn("kube-apiserver", api, &api_log);
+        let api_args: Vec<String> = vec![
+            format!("--etcd-servers=http://127.0.0.1:{etcd_client}"),
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            format!("--secure-port={port}"),
+            format!("--cert-dir={}", dir.join("apiserver-certs").display()),
+            format!("--tls-cert-file={}", serving.cert.display()),
+            format!("--tls-private-key-file={}", serving.key.display()),
+            format!("--client-ca-file={}", ca_file.display()),
+            format!("--service-account-key-file={}", sa_pub.display()),
+            format!("--service-account-signing-key-file={}", sa_key.display()),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+            "--authorization-mode=RBAC".into(),
+            "--service-cluster-ip-range=10.96.0.0/16".into(),
+            "--enable-priority-and-fairness=false".into(),
+            "--v=2".into(),
+        ];
+        let api = spawn_apiserver(&bin, &api_args, &api_log);
 
         let kubeconfig = dir.join("kubeconfig");
         std::fs::write(
@@ -105,22 +116,10 @@ impl ControlPlane {
             dir: dir.to_path_buf(),
             bin,
             kubeconfig,
-
+            api_args,
             procs: Mutex::new(vec![(etcd, etcd_log), (api, api_log)]),
         };
-        wait_for("kube-apiserver /readyz", Duration::from_secs(120), || {
-            for (p, log) in cp
-                .procs
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter_mut()
-            {
-                p.assert_running(log);
-            }
-            let out = cp.kubectl(&["get", "--raw", "/readyz"], None);
-            (out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok")
-                .then_some(())
-        });
+        cp.wait_apiserver_ready();
         // RBAC bootstrap policy is in place once the default cluster roles exist.
         wait_for("RBAC bootstrap roles", Duration::from_secs(60), || {
             cp.kubectl(&["get", "clusterrole", "cluster-admin"], None)
@@ -129,6 +128,42 @@ impl ControlPlane {
                 .then_some(())
         });
         cp
+    }
+
+    fn wait_apiserver_ready(&self) {
+        wait_for("kube-apiserver /readyz", Duration::from_secs(120), || {
+            for (p, log) in self
+                .procs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter_mut()
+            {
+                p.assert_running(log);
+            }
+            let out = self.kubectl(&["get", "--raw", "/readyz"], None);
+            (out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok")
+                .then_some(())
+        });
+    }
+
+    /// Stop kube-apiserver (SIGTERM), run `while_down`, then start it again on the same port with
+    /// the same flags (etcd keeps running, so every object survives) and wait until it is ready.
+    pub fn restart_apiserver(&self, while_down: impl FnOnce()) {
+        {
+            let mut procs = self.procs.lock().unwrap_or_else(|e| e.into_inner());
+            procs[APISERVER].0.terminate();
+        }
+        while_down();
+        let log = self.dir.join(format!(
+            "kube-apiserver-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis()
+        ));
+        let api = spawn_apiserver(&self.bin, &self.api_args, &log);
+        self.procs.lock().unwrap_or_else(|e| e.into_inner())[APISERVER] = (api, log);
+        self.wait_apiserver_ready();
     }
 
     /// Run kubectl against this control plane.
