@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::cluster::ControlPlane;
 use super::cluster_mode::*;
 use super::kube::{apply, text};
-use super::process::{free_port, wait_for};
+use super::process::free_port;
 
 const INJECTED: &str = "WorkloadIdentityInjected";
 const BINDING_REQUIRED: &str = "WorkloadIdentityBindingRequired";
