@@ -15,6 +15,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
+use tracing::Instrument;
 
 use crate::duration::parse_duration;
 use crate::pki::{HandshakeFailure, TlsMetrics};
@@ -161,12 +162,10 @@ async fn accept_loop(
         match accepted {
             Ok((tcp, peer)) => {
                 let _ = tcp.set_nodelay(true);
-                tokio::spawn(serve_connection(
-                    conns.clone(),
-                    tcp,
-                    peer,
-                    graceful.watcher(),
-                ));
+                let span = tracing::info_span!("connection", %peer);
+                tokio::spawn(
+                    serve_connection(conns.clone(), tcp, peer, graceful.watcher()).instrument(span),
+                );
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.

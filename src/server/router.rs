@@ -252,6 +252,32 @@ fn parse(body: &[u8]) -> Result<ReviewRequest<'_>, Rejected> {
 
 async fn handle(state: &AppState, webhook: Webhook, req: Request) -> Response {
     let start = Instant::now();
+    let bytes = match read_review_body(state, req).await {
+        Ok(b) => b,
+        Err(refused) => return refused,
+    };
+    let req = match parse(&bytes) {
+        Ok(r) => r,
+        Err(r) => {
+            state.metrics.http_error(r.reason);
+            tracing::debug!(webhook = webhook.as_str(), uid = %r.uid, reason = r.reason.as_str(), error = %r.message, "bad admission request");
+            return bad_review(r.uid, r.message);
+        }
+    };
+    let span = tracing::info_span!(
+        "admission",
+        webhook = webhook.as_str(),
+        uid = %req.uid,
+        kind = %req.kind.kind,
+        namespace = req.namespace.as_deref().unwrap_or(""),
+        name = %req.name,
+    );
+    span.in_scope(|| answer(state, webhook, &req, start))
+}
+
+/// Check the content type and read the body (capped, with a deadline); a refusal is the
+/// response to send.
+async fn read_review_body(state: &AppState, req: Request) -> Result<Bytes, Response> {
     let (parts, body) = req.into_parts();
     let reject = |e: HttpError, status: StatusCode, msg: String| {
         state.metrics.http_error(e);
@@ -262,11 +288,11 @@ async fn handle(state: &AppState, webhook: Webhook, req: Request) -> Response {
             .headers
             .get(header::CONTENT_TYPE)
             .map_or("none".into(), |v| format!("{v:?}"));
-        return reject(
+        return Err(reject(
             HttpError::UnsupportedMediaType,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("content type must be application/json, got {got}\n"),
-        );
+        ));
     }
     let too_large = || {
         reject(
@@ -282,42 +308,33 @@ async fn handle(state: &AppState, webhook: Webhook, req: Request) -> Response {
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > DRAIN_LIMIT as u64) {
         // Not worth reading: answer now (the connection or stream is then reset).
-        return too_large();
+        return Err(too_large());
     }
     let capacity = declared.map_or(0, |n| n.min(MAX_BODY_BYTES as u64) as usize);
-    let bytes = match tokio::time::timeout(state.request_timeout, read_body(body, capacity)).await {
-        Ok(Ok(Some(b))) => b,
-        Ok(Ok(None)) => return too_large(),
-        Ok(Err(e)) => {
-            return reject(
-                HttpError::BodyRead,
-                StatusCode::BAD_REQUEST,
-                format!("cannot read the body: {e}\n"),
-            );
-        }
-        Err(_) => {
-            return reject(
-                HttpError::Timeout,
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "the body did not arrive within {:?} (--request-timeout)\n",
-                    state.request_timeout
-                ),
-            );
-        }
-    };
-    let req = match parse(&bytes) {
-        Ok(r) => r,
-        Err(r) => {
-            state.metrics.http_error(r.reason);
-            tracing::debug!(webhook = webhook.as_str(), uid = %r.uid, reason = r.reason.as_str(), error = %r.message, "bad admission request");
-            return bad_review(r.uid, r.message);
-        }
-    };
+    match tokio::time::timeout(state.request_timeout, read_body(body, capacity)).await {
+        Ok(Ok(Some(b))) => Ok(b),
+        Ok(Ok(None)) => Err(too_large()),
+        Ok(Err(e)) => Err(reject(
+            HttpError::BodyRead,
+            StatusCode::BAD_REQUEST,
+            format!("cannot read the body: {e}\n"),
+        )),
+        Err(_) => Err(reject(
+            HttpError::Timeout,
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the body did not arrive within {:?} (--request-timeout)\n",
+                state.request_timeout
+            ),
+        )),
+    }
+}
 
+/// Decide against the snapshot in force, count, log, and write the AdmissionReview answer.
+fn answer(state: &AppState, webhook: Webhook, req: &ReviewRequest<'_>, start: Instant) -> Response {
     let decision = {
         let snapshot = state.config.load();
-        admission::review(webhook, &req, &snapshot, &state.settings)
+        admission::review(webhook, req, &snapshot, &state.settings)
     };
     let body = serde_json::to_vec(&ReviewResponse::from_decision(
         req.uid.to_string(),
@@ -325,18 +342,16 @@ async fn handle(state: &AppState, webhook: Webhook, req: Request) -> Response {
     ))
     .expect("a review response always serializes");
     let elapsed = start.elapsed();
-
-    let kind = req.target_kind();
     let enforcement = state.settings.enforcement;
     state.metrics.review(
         webhook,
-        kind,
+        req.target_kind(),
         &req.operation,
         &decision,
         enforcement,
         elapsed,
     );
-    log_review(webhook, &req, &decision, enforcement, elapsed);
+    log_review(webhook, req, &decision, enforcement, elapsed);
     json(StatusCode::OK, body)
 }
 

@@ -1,0 +1,215 @@
+//! The reconciler, run by the elected replica: it brings existing ServiceAccounts and
+//! Deployments to the config that resolves for their namespace, with the same core as admission.
+//! Objects are listed page by page and never cached; each patch is guarded by the object's
+//! resourceVersion, so it applies to exactly the version it was computed from.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::{Api, ListParams};
+use tracing::Instrument;
+
+use super::metrics::TargetState;
+use super::queue::{Work, WorkQueue};
+use super::{Error, Result};
+use crate::admission::Kind;
+use crate::config::{ConfigSnapshot, Resolved};
+
+mod apply;
+mod context;
+mod report;
+
+use apply::{object_ref, reconcile_object};
+pub use context::Context;
+use context::Counts;
+use report::{post_binding_required, report_invalid_config};
+
+/// Objects per page when listing Deployments and ServiceAccounts.
+const PAGE: u32 = 100;
+/// Longest wait before retrying a failed namespace.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// Reconcile until `stop` completes: a full pass first, then what the watches queue, and a full
+/// pass every `resync`.
+pub async fn run(
+    ctx: Arc<Context>,
+    queue: Arc<WorkQueue>,
+    resync: Duration,
+    stop: impl Future<Output = ()>,
+) {
+    queue.clear();
+    queue.add(Work::Everything);
+    let mut resync_tick = tokio::time::interval_at(tokio::time::Instant::now() + resync, resync);
+    resync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failures: HashMap<Work, u32> = HashMap::new();
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let work = tokio::select! {
+            () = &mut stop => break,
+            _ = resync_tick.tick() => { queue.add(Work::Everything); continue; }
+            w = queue.next() => w,
+        };
+        ctx.metrics.queue_len(queue.len());
+        match reconcile(&work, &ctx, &queue).await {
+            Ok(()) => {
+                failures.remove(&work);
+            }
+            Err(e) => error_policy(work, &e, &ctx, &queue, &mut failures),
+        }
+    }
+}
+
+/// Count the failure and retry the work later, with exponential backoff.
+fn error_policy(
+    work: Work,
+    error: &Error,
+    ctx: &Context,
+    queue: &Arc<WorkQueue>,
+    failures: &mut HashMap<Work, u32>,
+) {
+    ctx.metrics.error(error.reason());
+    let n = failures.entry(work.clone()).or_insert(0);
+    *n = n.saturating_add(1);
+    let delay = Duration::from_secs(1u64 << (*n).min(9)).min(MAX_BACKOFF);
+    tracing::warn!(work = ?work, error = %error, retry_in = ?delay, "reconcile failed");
+    queue.add_after(work, delay);
+}
+
+async fn reconcile(work: &Work, ctx: &Context, queue: &WorkQueue) -> Result<()> {
+    match work {
+        Work::Everything => fan_out(ctx, queue, true).await,
+        Work::DefaultUsers => fan_out(ctx, queue, false).await,
+        Work::Namespace(ns) => {
+            let span = tracing::info_span!("reconcile", namespace = %ns);
+            reconcile_namespace(ns, ctx).instrument(span).await
+        }
+    }
+}
+
+/// Queue every namespace holding the target ServiceAccount (one paged, name-selected list across
+/// the cluster), and with `with_own_config` every namespace with its own ConfigMap; without it,
+/// only those that use the default.
+async fn fan_out(ctx: &Context, queue: &WorkQueue, with_own_config: bool) -> Result<()> {
+    let watched = ctx.watched.load();
+    let own: HashSet<String> = watched
+        .config_map_namespaces()
+        .filter(|ns| *ns != watched.own_namespace())
+        .map(str::to_owned)
+        .collect();
+    let api: Api<ServiceAccount> = Api::all(ctx.client.clone());
+    let mut lp = ListParams::default()
+        .fields(&format!("metadata.name={}", ctx.settings.service_account))
+        .limit(PAGE);
+    let mut namespaces = HashSet::new();
+    loop {
+        ctx.throttle().await;
+        let page = api
+            .list_metadata(&lp)
+            .await
+            .map_err(|e| Error::ListServiceAccounts {
+                source: Box::new(e),
+            })?;
+        namespaces.extend(
+            page.items
+                .into_iter()
+                .filter_map(|sa| sa.metadata.namespace),
+        );
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => lp = lp.continue_token(&token),
+            _ => break,
+        }
+    }
+    if with_own_config {
+        namespaces.extend(own.iter().cloned());
+        ctx.retain_counts(&namespaces);
+    }
+    let mut queued = 0;
+    for ns in &namespaces {
+        if with_own_config || !own.contains(ns) {
+            queue.add(Work::Namespace(ns.clone()));
+            queued += 1;
+        }
+    }
+    tracing::info!(
+        namespaces = queued,
+        everything = with_own_config,
+        "reconcile pass queued"
+    );
+    Ok(())
+}
+
+/// Bring the target ServiceAccount and Deployments of one namespace to its config.
+async fn reconcile_namespace(ns: &str, ctx: &Context) -> Result<()> {
+    let snapshot = (ctx.snapshot)();
+    if snapshot.is_opted_out(ns) {
+        ctx.store_counts(ns, None);
+        return Ok(());
+    }
+    let resolved = snapshot.resolve(ns);
+    if let Resolved::Broken(problems, origin) = resolved {
+        report_invalid_config(ns, origin, problems.len(), ctx).await?;
+    }
+    let mut counts = Counts::default();
+    // One object that cannot be patched does not hold the others back: the first error is
+    // returned once the namespace has been gone through (and the namespace retried).
+    let mut first_error = None;
+    if let Err(e) = reconcile_service_account(ns, &snapshot, ctx, &mut counts).await {
+        counts.add(Kind::ServiceAccount, TargetState::Drifted);
+        first_error = Some(e);
+    }
+    let api = ctx.api::<Deployment>(ns);
+    let mut lp = ListParams::default().limit(PAGE);
+    loop {
+        ctx.throttle().await;
+        let page = api.list(&lp).await.map_err(|e| Error::ListDeployments {
+            namespace: ns.to_owned(),
+            source: Box::new(e),
+        })?;
+        for d in page.items {
+            let result =
+                reconcile_object(Kind::Deployment, &api, d, ns, &snapshot, ctx, &mut counts).await;
+            if let Err(e) = result {
+                counts.add(Kind::Deployment, TargetState::Drifted);
+                first_error.get_or_insert(e);
+            }
+        }
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => lp = lp.continue_token(&token),
+            _ => break,
+        }
+    }
+    ctx.store_counts(ns, Some(counts));
+    ctx.metrics.reconciled();
+    first_error.map_or(Ok(()), Err)
+}
+
+async fn reconcile_service_account(
+    ns: &str,
+    snapshot: &ConfigSnapshot,
+    ctx: &Context,
+    counts: &mut Counts,
+) -> Result<()> {
+    let api = ctx.api::<ServiceAccount>(ns);
+    ctx.throttle().await;
+    let name = &ctx.settings.service_account;
+    let sa = api
+        .get_opt(name)
+        .await
+        .map_err(|e| Error::GetServiceAccount {
+            namespace: ns.to_owned(),
+            source: Box::new(e),
+        })?;
+    let Some(sa) = sa else { return Ok(()) };
+    let reference = object_ref(Kind::ServiceAccount, &sa);
+    let state = reconcile_object(Kind::ServiceAccount, &api, sa, ns, snapshot, ctx, counts).await?;
+    if let (Some(state), Resolved::Config(config, _)) = (state, snapshot.resolve(ns))
+        && matches!(state, TargetState::Compliant | TargetState::Drifted)
+    {
+        post_binding_required(&reference, ns, config, ctx).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! The Events the reconciler posts beyond the patches themselves: the IAM binding to grant, and
+//! the invalid ConfigMap that keeps a namespace from being configured.
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::EventType;
+
+use super::super::events::{BINDING_REQUIRED, INVALID_CONFIG};
+use super::super::{Error, Result};
+use super::context::Context;
+use crate::admission::Kind;
+use crate::config::{ConfigOrigin, ConfigSnapshot, Resolved, WorkloadIdentityConfig};
+
+pub(super) fn injected_note(kind: Kind, ns: &str, snapshot: &ConfigSnapshot) -> String {
+    let (hash, from) = match snapshot.resolve(ns) {
+        Resolved::Config(c, ConfigOrigin::Namespace) => {
+            (c.hash.clone(), "the namespace's ConfigMap")
+        }
+        Resolved::Config(c, ConfigOrigin::Default) => {
+            (c.hash.clone(), "the cluster default ConfigMap")
+        }
+        _ => (String::new(), "?"),
+    };
+    match kind {
+        Kind::ServiceAccount => {
+            format!("annotated with the Google service account from {from} (config-hash {hash})")
+        }
+        _ => format!("Workload Identity env vars set from {from} (config-hash {hash}); pods roll"),
+    }
+}
+
+pub(super) async fn post_binding_required(
+    sa: &ObjectReference,
+    ns: &str,
+    config: &WorkloadIdentityConfig,
+    ctx: &Context,
+) -> Result<()> {
+    let command = config.iam_binding(ns, &ctx.settings.service_account);
+    let note = format!(
+        "grant the IAM binding once (config-hash {}): {command}",
+        config.hash
+    );
+    ctx.throttle().await;
+    ctx.events
+        .post_once(sa, EventType::Normal, BINDING_REQUIRED, note)
+        .await
+        .map_err(|e| Error::PostEvent {
+            reason: BINDING_REQUIRED,
+            source: Box::new(e),
+        })
+}
+
+/// A Warning Event on the invalid ConfigMap that applies to `ns` (once per version of it).
+pub(super) async fn report_invalid_config(
+    ns: &str,
+    origin: ConfigOrigin,
+    problems: usize,
+    ctx: &Context,
+) -> Result<()> {
+    let watched = ctx.watched.load();
+    let cm_ns = match origin {
+        ConfigOrigin::Namespace => ns,
+        ConfigOrigin::Default => watched.own_namespace(),
+    };
+    let Some(seen) = watched.config_map(cm_ns) else {
+        return Ok(());
+    };
+    let crate::config::ConfigEntry::Invalid(list) = &seen.entry else {
+        return Ok(());
+    };
+    let text: Vec<String> = list.iter().map(ToString::to_string).collect();
+    let mut note = format!(
+        "{problems} problem(s), Workload Identity not applied: {}",
+        text.join("; ")
+    );
+    truncate(&mut note, 1000);
+    let reference = ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("ConfigMap".into()),
+        name: Some(ctx.settings.config_map.clone()),
+        namespace: Some(cm_ns.to_owned()),
+        uid: Some(seen.uid.clone()),
+        resource_version: Some(seen.resource_version.clone()),
+        ..ObjectReference::default()
+    };
+    ctx.throttle().await;
+    ctx.events
+        .post_once(&reference, EventType::Warning, INVALID_CONFIG, note)
+        .await
+        .map_err(|e| Error::PostEvent {
+            reason: INVALID_CONFIG,
+            source: Box::new(e),
+        })
+}
+
+/// Cut `s` to at most `max` bytes on a character boundary (an Event note is at most 1 kB).
+fn truncate(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max - 3;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push_str("...");
+    }
+}
