@@ -97,6 +97,10 @@ const SCENARIOS: &[(&str, Scenario)] = &[
         "cluster_apiserver_restart_keeps_serving",
         cluster_scenarios::cluster_apiserver_restart_keeps_serving,
     ),
+    (
+        "cluster_certificate_rotation_keeps_api_server_calls_working",
+        cluster_scenarios::cluster_certificate_rotation_keeps_api_server_calls_working,
+    ),
 ];
 
 fn main() {

@@ -497,3 +497,81 @@ pub fn cluster_apiserver_restart_keeps_serving(cp: &ControlPlane) {
     drop(hook);
     own.stop();
 }
+
+/// (g) Self-managed certificates rotate while the API server calls the webhook: with short
+/// validities the serving certificate is reissued every few seconds and the CA is replaced (both
+/// CAs trusted during the switch); every call the API server makes meanwhile succeeds
+/// (failurePolicy is Fail, so a call refused by TLS would fail the request).
+pub fn cluster_certificate_rotation_keeps_api_server_calls_working(cp: &ControlPlane) {
+    let install = Install::prepare(cp, "crot");
+    install.bind(cp);
+    let short = [
+        "--ca-validity=45s",
+        "--ca-renew-before=30s",
+        "--cert-validity=16s",
+        "--cert-renew-before=10s",
+    ];
+    let hook = ClusterWebhook::launch(&install, "crot-0", install.port, &short);
+    hook.wait_ready();
+    let first_ca = install.wait_api_server_calls_webhook(cp);
+    let names = &install.names;
+    set_config(cp, names, &names.system(), &ACME);
+    let app = names.ns("app");
+    selected_namespace(cp, names, &app, &[]);
+    let probe = super::kube::deployment(
+        "probe",
+        &names.backend(),
+        &[("api", Value::Null)],
+        json!({}),
+    );
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let (mut calls, mut failures, mut after_rotation) = (0, Vec::new(), 0);
+    while after_rotation < 10 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no CA rotation within 120 s ({calls} calls); bundles: {:?}\n{}",
+            install.ca_bundles(cp),
+            hook.metrics()
+        );
+        hook.assert_running();
+        let out = apply(cp, &app, &probe, &["--dry-run=server", "-o", "json"]);
+        calls += 1;
+        let shown: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let injected = shown["spec"]["template"]["metadata"]["annotations"]
+            .get(HASH_KEY)
+            .is_some();
+        if !out.status.success() || !injected {
+            failures.push(text(&out));
+        }
+        let rotated = install
+            .ca_bundles(cp)
+            .iter()
+            .all(|b| b.as_deref().is_some_and(|pem| pem != first_ca));
+        if rotated {
+            after_rotation += 1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {calls} API server calls failed during rotation: {failures:?}",
+        failures.len()
+    );
+    let [bundle, _] = install.ca_bundles(cp);
+    let bundle = bundle.unwrap();
+    assert!(
+        bundle.matches("BEGIN CERTIFICATE").count() >= 2 || !bundle.contains(&first_ca),
+        "the new CA was trusted next to the old one during the switch: {bundle}"
+    );
+    assert!(
+        metric_value(
+            &hook.metrics(),
+            "carto_wi_tls_cert_not_after_seconds",
+            &[("cert", "serving")]
+        )
+        .is_some_and(|t| t > 0.0),
+        "{}",
+        hook.metrics()
+    );
+}
