@@ -138,6 +138,7 @@ pub fn cluster_rbac_grants_exactly_the_named_objects(cp: &ControlPlane) {
         "list the target ServiceAccounts as the webhook",
     );
     assert_eq!(listed.trim(), format!("serviceaccount/{}", names.backend()));
+    let tls_secret = format!("secrets/{}", names.tls());
     for args in [
         vec!["create", "secrets", "-n", "default"],
         vec!["patch", "leases.coordination.k8s.io/other", "-n", &system],
@@ -146,6 +147,9 @@ pub fn cluster_rbac_grants_exactly_the_named_objects(cp: &ControlPlane) {
         vec!["delete", "deployments", "-n", "default"],
         vec!["update", "deployments", "-n", "default"],
         vec!["patch", "serviceaccounts/default", "-n", "default"],
+        vec!["patch", tls_secret.as_str(), "-n", &system],
+        vec!["delete", tls_secret.as_str(), "-n", &system],
+        vec!["get", "secrets", "-n", "default"],
     ] {
         assert!(
             !webhook_can(&install, &args),
