@@ -51,10 +51,7 @@ pub fn mutate_object(
     snapshot: &ConfigSnapshot,
     settings: &Settings,
 ) -> Decision {
-    match subject(kind, object, object.name(), namespace) {
-        Some(s) => mutate::mutate(&s, snapshot, settings),
-        None => Decision::allow(kind),
-    }
+    decide_object(Webhook::Mutate, kind, object, namespace, snapshot, settings)
 }
 
 /// Whether a CREATE or UPDATE of `object` (of `kind`, in `namespace`) may proceed.
@@ -65,9 +62,39 @@ pub fn validate_object(
     snapshot: &ConfigSnapshot,
     settings: &Settings,
 ) -> Decision {
+    decide_object(
+        Webhook::Validate,
+        kind,
+        object,
+        namespace,
+        snapshot,
+        settings,
+    )
+}
+
+fn decide_object(
+    webhook: Webhook,
+    kind: Kind,
+    object: &view::Object<'_>,
+    namespace: &str,
+    snapshot: &ConfigSnapshot,
+    settings: &Settings,
+) -> Decision {
     match subject(kind, object, object.name(), namespace) {
-        Some(s) => validate::validate(&s, snapshot, settings),
+        Some(s) => decide(webhook, &s, snapshot, settings),
         None => Decision::allow(kind),
+    }
+}
+
+fn decide(
+    webhook: Webhook,
+    s: &Subject<'_, '_>,
+    snapshot: &ConfigSnapshot,
+    settings: &Settings,
+) -> Decision {
+    match webhook {
+        Webhook::Mutate => mutate::mutate(s, snapshot, settings),
+        Webhook::Validate => validate::validate(s, snapshot, settings),
     }
 }
 
@@ -99,10 +126,7 @@ pub fn review(
     let Some(s) = subject(kind, obj, name, namespace) else {
         return Decision::allow(kind);
     };
-    match webhook {
-        Webhook::Mutate => mutate::mutate(&s, snapshot, settings),
-        Webhook::Validate => validate::validate(&s, snapshot, settings),
-    }
+    decide(webhook, &s, snapshot, settings)
 }
 
 /// The subject of a CREATE or UPDATE, or `None` for an object being deleted: the webhook then

@@ -102,53 +102,42 @@ impl ClusterMetrics {
     /// Register every series under `registry`.
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
-        registry.register(
-            "cluster_watch_up",
+        let r = registry.sub_registry_with_prefix("cluster");
+        r.register(
+            "watch_up",
             "1 while the watch is synced, 0 after an error until it lists again",
             m.watch_up.clone(),
         );
-        registry.register(
-            "cluster_watch_errors",
+        r.register(
+            "watch_errors",
             "Errors of the watches (each is retried with backoff)",
             m.watch_errors.clone(),
         );
-        registry.register(
-            "cluster_configmaps",
+        r.register(
+            "configmaps",
             "Workload Identity ConfigMaps seen, by state (valid, invalid)",
             m.config_maps.clone(),
         );
-        registry.register(
-            "cluster_targets",
-            "Targets by kind and state after their last reconcile (patched ones count as compliant)",
-            m.targets.clone(),
-        );
-        registry.register(
-            "cluster_reconcile_actions",
+        r.register("targets", "Targets by kind and state after their last reconcile (patched ones count as compliant)", m.targets.clone());
+        r.register(
+            "reconcile_actions",
             "Changes made by the reconciler, by kind and action",
             m.actions.clone(),
         );
-        registry.register(
-            "cluster_reconcile_errors",
+        r.register(
+            "reconcile_errors",
             "Failed reconciles, by failing step (retried with backoff)",
             m.errors.clone(),
         );
-        registry.register(
-            "cluster_events",
-            "Events posted, by reason",
-            m.events.clone(),
-        );
-        registry.register(
-            "cluster_reconciles",
-            "Namespaces reconciled",
-            m.reconciles.clone(),
-        );
-        registry.register(
-            "cluster_reconcile_queue",
+        r.register("events", "Events posted, by reason", m.events.clone());
+        r.register("reconciles", "Namespaces reconciled", m.reconciles.clone());
+        r.register(
+            "reconcile_queue",
             "Namespaces waiting to be reconciled",
             m.queue.clone(),
         );
-        registry.register(
-            "cluster_leader",
+        r.register(
+            "leader",
             "1 while this replica holds the Lease and reconciles",
             m.leader.clone(),
         );

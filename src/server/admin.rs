@@ -55,12 +55,7 @@ pub struct AdminListener {
 impl AdminListener {
     /// Bind `--admin-listen`.
     pub async fn bind(addr: SocketAddr) -> Result<Self, BindError> {
-        let listener = bind("--admin-listen", addr).await?;
-        let local_addr = listener.local_addr().map_err(|error| BindError {
-            flag: "--admin-listen",
-            addr,
-            error,
-        })?;
+        let (listener, local_addr) = bind("--admin-listen", addr).await?;
         Ok(Self {
             listener,
             local_addr,

@@ -56,10 +56,15 @@ pub struct BindError {
 }
 
 /// Bind `addr`, naming `flag` on error.
-pub async fn bind(flag: &'static str, addr: SocketAddr) -> Result<TcpListener, BindError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|error| BindError { flag, addr, error })
+/// Returns the listener and the address it got (the actual port when `addr` asked for any).
+pub async fn bind(
+    flag: &'static str,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), BindError> {
+    let failed = |error| BindError { flag, addr, error };
+    let listener = TcpListener::bind(addr).await.map_err(failed)?;
+    let local_addr = listener.local_addr().map_err(failed)?;
+    Ok((listener, local_addr))
 }
 
 /// The admission listener, bound, not accepting yet.
@@ -82,13 +87,7 @@ struct Connections {
 impl AdmissionListener {
     /// Bind `--listen`.
     pub async fn bind(addr: SocketAddr) -> Result<Self, BindError> {
-        let listener = bind("--listen", addr).await?;
-        // The actual port, when `addr` asked for any (`:0`).
-        let local_addr = listener.local_addr().map_err(|error| BindError {
-            flag: "--listen",
-            addr,
-            error,
-        })?;
+        let (listener, local_addr) = bind("--listen", addr).await?;
         Ok(Self {
             listener,
             local_addr,
