@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
+use std::io::IsTerminal;
 
 use clap::Args;
 use tracing::field::Field;
@@ -60,10 +61,11 @@ pub fn init(
     args: &LogArgs,
 ) -> Result<Option<tracing_appender::non_blocking::WorkerGuard>, LogFilterError> {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_new(filter_directives(&args.log_level)).map_err(|e| LogFilterError {
-        value: args.log_level.clone(),
-        message: e.to_string(),
-    })?;
+    let filter =
+        EnvFilter::try_new(filter_directives(&args.log_level)).map_err(|e| LogFilterError {
+            value: args.log_level.clone(),
+            message: e.to_string(),
+        })?;
     // Lines are written by a dedicated thread, so a request's log line never costs its worker a
     // write(2). Not lossy: when the buffer is full the caller waits rather than drop audit lines.
     // The queue is bounded at 4,096 lines (the default 128,000 preallocates ~4 MiB).
@@ -82,7 +84,10 @@ pub fn init(
             .with_current_span(false)
             .with_span_list(false)
             .try_init(),
-        LogFormat::Text => builder.fmt_fields(escaped_fields()).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .fmt_fields(escaped_fields())
+            .try_init(),
     };
     Ok(installed.is_ok().then_some(guard))
 }
@@ -189,9 +194,10 @@ mod tests {
     #[test]
     fn control_characters_are_escaped() {
         let mut out = String::new();
-        let mut w = EscapeControl(&mut Writer::new(&mut out));
-        write!(w, "a\nb\x1b[31mc\td").unwrap();
-        drop(w);
+        {
+            let mut writer = Writer::new(&mut out);
+            write!(EscapeControl(&mut writer), "a\nb\x1b[31mc\td").unwrap();
+        }
         assert_eq!(out, "a\\nb\\u{1b}[31mc\\td");
     }
 }

@@ -104,7 +104,8 @@ impl AdminListener {
             .build()?;
         let listener = self.listener.into_std()?;
         let http = Http {
-            builder: Arc::new(http_builder(args)),
+            // HTTP/1.1 only (probes, scrapers): the header timeout then runs from the first byte.
+            builder: Arc::new(http_builder(args).http1_only()),
             router: router(state),
             idle_timeout: args.admin_idle_timeout,
             metrics: metrics.clone(),
@@ -144,7 +145,6 @@ fn http_builder(args: &AdminArgs) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(args.admin_header_read_timeout)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
     builder
 }
 

@@ -254,8 +254,12 @@ impl Http {
     /// Serve HTTP/1.1 or HTTP/2 on `io` until the client leaves, the connection has been idle for
     /// the idle timeout, or the listener drains. Client-caused errors are logged at debug only
     /// (they are counted).
-    pub(crate) async fn serve<I>(&self, io: I, peer: SocketAddr, mut draining: watch::Receiver<bool>)
-    where
+    pub(crate) async fn serve<I>(
+        &self,
+        io: I,
+        peer: SocketAddr,
+        mut draining: watch::Receiver<bool>,
+    ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Activity::new();

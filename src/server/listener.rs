@@ -91,7 +91,11 @@ struct Connections {
     acceptor: TlsAcceptor,
     handshake_timeout: Duration,
     tls_metrics: TlsMetrics,
-    http: Http,
+    /// By the protocol the client chose with ALPN, so that a client that then sends nothing is
+    /// held by HTTP/1.1's header timeout rather than waited for (`auto`: no ALPN).
+    h1: Http,
+    h2: Http,
+    auto: Http,
 }
 
 /// File descriptors kept for everything but admission connections (log, config and certificate
@@ -160,16 +164,20 @@ impl AdmissionListener {
         max_connections: usize,
         shutdown: Shutdown,
     ) -> JoinHandle<()> {
+        let serving = |builder| Http {
+            builder: Arc::new(builder),
+            router: router.clone(),
+            idle_timeout: http.idle_timeout,
+            metrics: metrics.clone(),
+        };
+        let builder = http_builder(http);
         let conns = Connections {
             acceptor,
             handshake_timeout,
             tls_metrics,
-            http: Http {
-                builder: Arc::new(http_builder(http)),
-                router,
-                idle_timeout: http.idle_timeout,
-                metrics: metrics.clone(),
-            },
+            h1: serving(builder.clone().http1_only()),
+            h2: serving(builder.clone().http2_only()),
+            auto: serving(builder),
         };
         let (delay, timeout) = (http.shutdown_delay, http.shutdown_timeout);
         let accepting = Accepting::new(self.listener, max_connections, metrics);
@@ -240,7 +248,12 @@ async fn serve_connection(
             return;
         }
     };
-    conns.http.serve(tls, peer, draining).await;
+    let http = match tls.get_ref().1.alpn_protocol() {
+        Some(b"h2") => &conns.h2,
+        Some(b"http/1.1") => &conns.h1,
+        _ => &conns.auto,
+    };
+    http.serve(tls, peer, draining).await;
 }
 
 #[cfg(test)]
