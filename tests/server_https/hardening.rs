@@ -556,3 +556,48 @@ async fn hostile_request_fields_make_one_escaped_capped_text_line() {
     assert!(line.contains(&format!("{}…", "n".repeat(253))), "{line}");
     assert!(!line.contains(&"n".repeat(254)), "{line}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_answers_while_every_worker_is_busy() {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let files = Files::new();
+    let srv = Running::standalone(&files, &[]).await;
+    // Both workers of the runtime serving admission requests are taken, as CPU-bound reviews
+    // would take them.
+    let released = Arc::new(AtomicBool::new(false));
+    let (started, busy) = std::sync::mpsc::channel();
+    let blockers: Vec<_> = (0..2)
+        .map(|_| {
+            let (released, started) = (released.clone(), started.clone());
+            tokio::spawn(async move {
+                started.send(()).unwrap();
+                std::thread::sleep(Duration::from_secs(10));
+                released.store(true, Ordering::SeqCst);
+            })
+        })
+        .collect();
+    for _ in 0..2 {
+        busy.recv_timeout(Duration::from_secs(30)).unwrap();
+    }
+    // This thread is not a worker: a blocking client.
+    let mut probe = std::net::TcpStream::connect(srv.admin).unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    probe
+        .write_all(b"GET /livez HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    probe.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        !released.load(Ordering::SeqCst),
+        "answered only once the workers were free"
+    );
+    for b in blockers {
+        b.await.unwrap();
+    }
+    srv.stop().await;
+}
