@@ -25,7 +25,7 @@ use crate::readiness::{Readiness, ReadinessHandle};
 use crate::server::admin::STOP_TIMEOUT;
 use crate::server::{
     AdminArgs, AdminListener, AdminState, AdmissionListener, AdmissionMetrics, AppState, BindError,
-    HttpArgs, TlsArgs,
+    ConnectionMetrics, HttpArgs, ListenerMetrics, TlsArgs,
 };
 use crate::settings::PolicyArgs;
 use crate::shutdown::{Shutdown, Signals};
@@ -124,6 +124,7 @@ pub(crate) struct Metrics {
     pub(crate) admission: AdmissionMetrics,
     pub(crate) config: ConfigMetrics,
     pub(crate) tls: TlsMetrics,
+    pub(crate) connections: ConnectionMetrics,
 }
 
 impl Metrics {
@@ -132,6 +133,7 @@ impl Metrics {
             admission: AdmissionMetrics::register(registry),
             config: ConfigMetrics::register(registry),
             tls: TlsMetrics::register(registry),
+            connections: ConnectionMetrics::register(registry),
         }
     }
 }
@@ -164,6 +166,7 @@ pub struct App {
     acceptor: TlsAcceptor,
     resolver: Arc<CertResolver>,
     tls_metrics: TlsMetrics,
+    listener_metrics: ListenerMetrics,
     tasks: Vec<JoinHandle<()>>,
     ephemeral_ca: Option<PathBuf>,
     listening: ReadinessHandle,
@@ -210,13 +213,17 @@ impl App {
         let listener = AdmissionListener::bind(args.listen).await?;
         let admin = AdminListener::bind(args.admin.admin_listen).await?;
         let admin_addr = admin.local_addr();
-        let admin_task = admin.spawn(
-            AdminState {
-                readiness,
-                registry,
-            },
-            shutdown.clone(),
-        );
+        let admin_task = admin
+            .spawn(
+                AdminState {
+                    readiness,
+                    registry,
+                },
+                &args.admin,
+                metrics.connections.admin.clone(),
+                shutdown.clone(),
+            )
+            .map_err(StartError::Runtime)?;
         let tasks = sources.tasks.into_iter().map(tokio::spawn).collect();
         let state = Arc::new(AppState::new(
             sources.store,
@@ -232,6 +239,7 @@ impl App {
             acceptor,
             resolver: sources.resolver,
             tls_metrics: metrics.tls,
+            listener_metrics: metrics.connections.admission,
             tasks,
             ephemeral_ca: sources.ephemeral_ca,
             listening,
@@ -280,6 +288,7 @@ impl App {
             admin_task,
             acceptor,
             tls_metrics,
+            listener_metrics,
             tasks,
             listening,
             shutdown,
@@ -287,12 +296,19 @@ impl App {
             ..
         } = self;
         let addr = listener.local_addr();
+        let max_connections = crate::server::listener::connection_cap(
+            args.http.max_connections,
+            args.admin.admin_max_connections,
+            crate::server::open_file_limit(),
+        );
         let serving = listener.spawn(
             acceptor,
             args.tls.tls_handshake_timeout,
             tls_metrics,
+            listener_metrics,
             crate::server::router(state),
             &args.http,
+            max_connections,
             shutdown.clone(),
         );
         listening.release();

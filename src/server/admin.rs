@@ -1,4 +1,5 @@
-//! The plain-HTTP admin listener: `/livez`, `/readyz` and `/metrics`.
+//! The plain-HTTP admin listener: `/livez`, `/readyz` and `/metrics`, served by a thread of its
+//! own, so that they answer while the admission workers are busy or flooded.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,11 +11,17 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use clap::Args;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use super::conn::{Accepting, Drain, Http};
 use super::listener::{BindError, bind};
+use super::metrics::ListenerMetrics;
+use crate::duration::parse_duration;
 use crate::readiness::Readiness;
 use crate::shutdown::Shutdown;
 
@@ -30,6 +37,19 @@ pub struct AdminArgs {
         value_name = "ADDR"
     )]
     pub admin_listen: SocketAddr,
+
+    /// Most admin connections open at once; further ones wait in the listen backlog.
+    #[arg(long, env = "CARTO_WI_ADMIN_MAX_CONNECTIONS", default_value = "32", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub admin_max_connections: u32,
+
+    /// Time allowed for an admin client to send a request's headers; an HTTP/1.1 connection
+    /// waiting for its next request is closed after it too.
+    #[arg(long, env = "CARTO_WI_ADMIN_HEADER_READ_TIMEOUT", default_value = "5s", value_name = "DURATION", value_parser = parse_duration)]
+    pub admin_header_read_timeout: Duration,
+
+    /// Close an admin connection after this long without a request.
+    #[arg(long, env = "CARTO_WI_ADMIN_IDLE_TIMEOUT", default_value = "90s", value_name = "DURATION", value_parser = parse_duration)]
+    pub admin_idle_timeout: Duration,
 }
 
 /// What the admin routes read.
@@ -67,20 +87,80 @@ impl AdminListener {
         self.local_addr
     }
 
-    /// Serve until `shutdown` stops (after the drain: `/readyz` says so while it lasts).
-    pub fn spawn(self, state: AdminState, shutdown: Shutdown) -> JoinHandle<()> {
-        let app = router(state);
+    /// Serve on a thread of its own (one-thread runtime) until `shutdown` stops (after the
+    /// drain: `/readyz` says so while it lasts), or the runtime calling this is dropped. The
+    /// returned task ends when that thread is done.
+    pub fn spawn(
+        self,
+        state: AdminState,
+        args: &AdminArgs,
+        metrics: ListenerMetrics,
+        shutdown: Shutdown,
+    ) -> std::io::Result<JoinHandle<()>> {
         tracing::info!(addr = %self.local_addr, "admin listener (plain HTTP): /livez /readyz /metrics");
-        tokio::spawn(async move {
-            let stop = async move { shutdown.stopped().await };
-            if let Err(e) = axum::serve(self.listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-            {
-                tracing::error!(error = %e, "admin listener failed");
-            }
-        })
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name("carto-wi-admin")
+            .build()?;
+        let listener = self.listener.into_std()?;
+        let http = Http {
+            // HTTP/1.1 only (probes, scrapers): the header timeout then runs from the first byte.
+            builder: Arc::new(http_builder(args).http1_only()),
+            router: router(state),
+            idle_timeout: args.admin_idle_timeout,
+            metrics: metrics.clone(),
+        };
+        let max = args.admin_max_connections as usize;
+        // Dropped with the calling runtime's task below: the thread then stops too.
+        let (owner, owner_gone) = oneshot::channel::<()>();
+        let (done, finished) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("carto-wi-admin".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let stop = async move {
+                        tokio::select! {
+                            () = shutdown.stopped() => {}
+                            _ = owner_gone => {}
+                        }
+                    };
+                    match TcpListener::from_std(listener) {
+                        Ok(l) => serve(Accepting::new(l, max, metrics), http, stop).await,
+                        Err(e) => tracing::error!(error = %e, "admin listener failed"),
+                    }
+                });
+                let _ = done.send(());
+            })?;
+        Ok(tokio::spawn(async move {
+            let _owner = owner;
+            let _ = finished.await;
+        }))
     }
+}
+
+fn http_builder(args: &AdminArgs) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(args.admin_header_read_timeout)
+        .keep_alive(true);
+    builder
+}
+
+/// Accept and serve until `stop`; then let open connections finish briefly.
+async fn serve(accepting: Accepting, http: Http, stop: impl std::future::Future<Output = ()>) {
+    let drain = Drain::new();
+    accepting
+        .run(stop, |tcp, peer, slot| {
+            let (http, draining) = (http.clone(), drain.watcher());
+            tokio::spawn(async move {
+                http.serve(tcp, peer, draining).await;
+                drop(slot);
+            });
+        })
+        .await;
+    let _ = drain.run(STOP_TIMEOUT / 2).await;
 }
 
 /// How long the admin listener may take to stop once asked.

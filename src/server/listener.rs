@@ -8,15 +8,15 @@ use std::time::Duration;
 
 use axum::Router;
 use clap::Args;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
+use super::conn::{Accepting, Drain, Http};
+use super::metrics::ListenerMetrics;
 use crate::duration::parse_duration;
 use crate::pki::{HandshakeFailure, TlsMetrics};
 use crate::shutdown::Shutdown;
@@ -28,6 +28,17 @@ pub struct HttpArgs {
     /// Time allowed for a client to send a request's headers (HTTP/1.1).
     #[arg(long, env = "CARTO_WI_HEADER_READ_TIMEOUT", default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
+
+    /// Close a connection after this long without a request (HTTP/1.1 keep-alive and HTTP/2).
+    /// An HTTP/1.1 connection waiting for its next request is also closed after
+    /// --header-read-timeout, whichever comes first.
+    #[arg(long, env = "CARTO_WI_IDLE_TIMEOUT", default_value = "90s", value_name = "DURATION", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Most admission connections open at once; further ones wait in the listen backlog
+    /// [default: 1024, lowered to fit the open-file limit].
+    #[arg(long, env = "CARTO_WI_MAX_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
 
     /// Time allowed for a request's body to arrive; a slower request gets 408.
     #[arg(long, env = "CARTO_WI_REQUEST_TIMEOUT", default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
@@ -78,10 +89,49 @@ pub struct AdmissionListener {
 #[derive(Clone)]
 struct Connections {
     acceptor: TlsAcceptor,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    router: Router,
     handshake_timeout: Duration,
-    metrics: TlsMetrics,
+    tls_metrics: TlsMetrics,
+    /// By the protocol the client chose with ALPN, so that a client that then sends nothing is
+    /// held by HTTP/1.1's header timeout rather than waited for (`auto`: no ALPN).
+    h1: Http,
+    h2: Http,
+    auto: Http,
+}
+
+/// File descriptors kept for everything but admission connections (log, config and certificate
+/// files, the cluster client, the runtime), besides the admin listener's cap.
+const RESERVED_FDS: u64 = 64;
+
+/// The default cap on admission connections.
+const DEFAULT_MAX_CONNECTIONS: u64 = 1024;
+
+/// The cap on admission connections: `--max-connections`, or the default lowered to fit the
+/// open-file limit `nofile` along with the admin listener's `admin_cap`. An explicit value over
+/// that budget is kept, with a warning.
+pub fn connection_cap(requested: Option<u32>, admin_cap: u32, nofile: Option<u64>) -> usize {
+    let budget = nofile.map(|n| n.saturating_sub(RESERVED_FDS + u64::from(admin_cap)).max(1));
+    let cap = match (requested, budget) {
+        (Some(n), Some(b)) if u64::from(n) > b => {
+            tracing::warn!(
+                max_connections = n,
+                open_file_limit = nofile,
+                "--max-connections is over what the open-file limit leaves room for: a flood can \
+                 exhaust file descriptors (raise the limit or lower --max-connections)"
+            );
+            u64::from(n)
+        }
+        (Some(n), _) => u64::from(n),
+        (None, Some(b)) if b < DEFAULT_MAX_CONNECTIONS => {
+            tracing::info!(
+                max_connections = b,
+                open_file_limit = nofile,
+                "--max-connections lowered to fit the open-file limit"
+            );
+            b
+        }
+        (None, _) => DEFAULT_MAX_CONNECTIONS,
+    };
+    usize::try_from(cap).unwrap_or(usize::MAX)
 }
 
 impl AdmissionListener {
@@ -99,26 +149,38 @@ impl AdmissionListener {
         self.local_addr
     }
 
-    /// Serve `router` over TLS until `shutdown` begins; then keep accepting for
-    /// `--shutdown-delay`, close the listener and let in-flight requests finish within
-    /// `--shutdown-timeout`. The task ends when the drain is over.
+    /// Serve `router` over TLS, at most `max_connections` at once, until `shutdown` begins; then
+    /// keep accepting for `--shutdown-delay`, close the listener and let in-flight requests
+    /// finish within `--shutdown-timeout`. The task ends when the drain is over.
+    #[allow(clippy::too_many_arguments)]
     pub fn spawn(
         self,
         acceptor: TlsAcceptor,
         handshake_timeout: Duration,
-        metrics: TlsMetrics,
+        tls_metrics: TlsMetrics,
+        metrics: ListenerMetrics,
         router: Router,
         http: &HttpArgs,
+        max_connections: usize,
         shutdown: Shutdown,
     ) -> JoinHandle<()> {
+        let serving = |builder| Http {
+            builder: Arc::new(builder),
+            router: router.clone(),
+            idle_timeout: http.idle_timeout,
+            metrics: metrics.clone(),
+        };
+        let builder = http_builder(http);
         let conns = Connections {
             acceptor,
-            builder: Arc::new(http_builder(http)),
-            router,
             handshake_timeout,
-            metrics,
+            tls_metrics,
+            h1: serving(builder.clone().http1_only()),
+            h2: serving(builder.clone().http2_only()),
+            auto: serving(builder),
         };
         let (delay, timeout) = (http.shutdown_delay, http.shutdown_timeout);
+        let accepting = Accepting::new(self.listener, max_connections, metrics);
         tokio::spawn(async move {
             let stop_accepting = async {
                 shutdown.drain_started().await;
@@ -127,8 +189,28 @@ impl AdmissionListener {
                     tokio::time::sleep(delay).await;
                 }
             };
-            let graceful = accept_loop(self.listener, conns, stop_accepting).await;
-            drain(graceful, timeout).await;
+            let drain = Drain::new();
+            accepting
+                .run(stop_accepting, |tcp, peer, slot| {
+                    let span = tracing::info_span!("connection", %peer);
+                    let (conns, draining) = (conns.clone(), drain.watcher());
+                    tokio::spawn(
+                        async move {
+                            serve_connection(&conns, tcp, peer, draining).await;
+                            drop(slot);
+                        }
+                        .instrument(span),
+                    );
+                })
+                .await;
+            match drain.run(timeout).await {
+                Ok(open) => tracing::info!(connections = open, "drained"),
+                Err(open) => tracing::warn!(
+                    ?timeout,
+                    connections = open,
+                    "connections still open after --shutdown-timeout; closing them"
+                ),
+            }
         })
     }
 }
@@ -144,74 +226,48 @@ fn http_builder(http: &HttpArgs) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Accept until `stop` completes; the listener is closed on return.
-async fn accept_loop(
-    listener: TcpListener,
-    conns: Connections,
-    stop: impl std::future::Future<Output = ()>,
-) -> GracefulShutdown {
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(stop);
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            () = &mut stop => break,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((tcp, peer)) => {
-                let _ = tcp.set_nodelay(true);
-                let span = tracing::info_span!("connection", %peer);
-                tokio::spawn(
-                    serve_connection(conns.clone(), tcp, peer, graceful.watcher()).instrument(span),
-                );
-            }
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(error = %e, "cannot accept a connection");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-    drop(listener);
-    graceful
-}
-
 async fn serve_connection(
-    conns: Connections,
+    conns: &Connections,
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
-    watcher: hyper_util::server::graceful::Watcher,
+    draining: tokio::sync::watch::Receiver<bool>,
 ) {
     let handshake = conns.acceptor.accept(tcp);
     let tls = match tokio::time::timeout(conns.handshake_timeout, handshake).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
-            conns.metrics.handshake_failure(HandshakeFailure::Error);
+            conns.tls_metrics.handshake_failure(HandshakeFailure::Error);
             tracing::debug!(%peer, error = %e, "TLS handshake failed");
             return;
         }
         Err(_) => {
-            conns.metrics.handshake_failure(HandshakeFailure::Timeout);
+            conns
+                .tls_metrics
+                .handshake_failure(HandshakeFailure::Timeout);
             tracing::debug!(%peer, "TLS handshake timed out (--tls-handshake-timeout)");
             return;
         }
     };
-    let service = TowerToHyperService::new(conns.router);
-    let conn = conns.builder.serve_connection(TokioIo::new(tls), service);
-    if let Err(e) = watcher.watch(conn).await {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
-    }
+    let http = match tls.get_ref().1.alpn_protocol() {
+        Some(b"h2") => &conns.h2,
+        Some(b"http/1.1") => &conns.h1,
+        _ => &conns.auto,
+    };
+    http.serve(tls, peer, draining).await;
 }
 
-/// Let the open connections finish, within `timeout`.
-async fn drain(graceful: GracefulShutdown, timeout: Duration) {
-    let open = graceful.count();
-    match tokio::time::timeout(timeout, graceful.shutdown()).await {
-        Ok(()) => tracing::info!(connections = open, "drained"),
-        Err(_) => tracing::warn!(
-            ?timeout,
-            "connections still open after --shutdown-timeout; closing them"
-        ),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_cap_fits_the_open_file_limit() {
+        assert_eq!(connection_cap(None, 32, None), 1024);
+        assert_eq!(connection_cap(None, 32, Some(1_048_576)), 1024);
+        assert_eq!(connection_cap(None, 32, Some(1024)), 1024 - 64 - 32);
+        assert_eq!(connection_cap(None, 32, Some(50)), 1);
+        // An explicit value is kept, whatever the limit.
+        assert_eq!(connection_cap(Some(5000), 32, Some(1024)), 5000);
+        assert_eq!(connection_cap(Some(10), 32, Some(1024)), 10);
     }
 }

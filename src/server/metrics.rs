@@ -1,5 +1,5 @@
 //! The admission group of metrics: reviews answered, their durations and violations, and the
-//! requests rejected before review.
+//! requests rejected before review; and the connections of both listeners.
 
 use std::time::Duration;
 
@@ -7,6 +7,7 @@ use kube::core::admission::Operation;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::admission::{Decision, Kind, Webhook};
@@ -319,6 +320,98 @@ fn register_http_errors(registry: &mut Registry) -> Vec<Counter> {
     handles
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: &'static str,
+}
+
+/// The connection series of one listener (`admission` or `admin`).
+#[derive(Debug, Clone)]
+pub struct ListenerMetrics {
+    listener: &'static str,
+    open: Gauge,
+    accept_errors: Counter,
+    connection_errors: Counter,
+    idle_closed: Counter,
+}
+
+impl ListenerMetrics {
+    /// The listener's label value.
+    pub fn listener(&self) -> &'static str {
+        self.listener
+    }
+
+    pub(crate) fn opened(&self) {
+        self.open.inc();
+    }
+
+    pub(crate) fn closed(&self) {
+        self.open.dec();
+    }
+
+    pub(crate) fn accept_error(&self) {
+        self.accept_errors.inc();
+    }
+
+    pub(crate) fn connection_error(&self) {
+        self.connection_errors.inc();
+    }
+
+    pub(crate) fn idle_closed(&self) {
+        self.idle_closed.inc();
+    }
+}
+
+/// The connection series of both listeners: `connections`, `accept_errors`,
+/// `connection_errors`, `idle_connections_closed`, each by `listener`.
+#[derive(Debug, Clone)]
+pub struct ConnectionMetrics {
+    /// The HTTPS admission listener.
+    pub admission: ListenerMetrics,
+    /// The plain-HTTP admin listener.
+    pub admin: ListenerMetrics,
+}
+
+impl ConnectionMetrics {
+    /// Create every series of the group and register it.
+    pub fn register(registry: &mut Registry) -> Self {
+        let open = Family::<ListenerLabels, Gauge>::default();
+        let accept_errors = Family::<ListenerLabels, Counter>::default();
+        let connection_errors = Family::<ListenerLabels, Counter>::default();
+        let idle_closed = Family::<ListenerLabels, Counter>::default();
+        let listener = |name: &'static str| {
+            let labels = ListenerLabels { listener: name };
+            ListenerMetrics {
+                listener: name,
+                open: open.get_or_create(&labels).clone(),
+                accept_errors: accept_errors.get_or_create(&labels).clone(),
+                connection_errors: connection_errors.get_or_create(&labels).clone(),
+                idle_closed: idle_closed.get_or_create(&labels).clone(),
+            }
+        };
+        let (admission, admin) = (listener("admission"), listener("admin"));
+        registry.register("connections", "Open connections, by listener", open);
+        registry.register(
+            "accept_errors",
+            "Failed accepts (e.g. out of file descriptors), by listener",
+            accept_errors,
+        );
+        registry.register(
+            "connection_errors",
+            "Connections ended by an error after the TLS handshake (malformed HTTP, header \
+             timeout, HTTP/2 protocol errors such as rapid resets, client resets), by listener",
+            connection_errors,
+        );
+        registry.register(
+            "idle_connections_closed",
+            "Connections closed after --idle-timeout (admin: --admin-idle-timeout) without a \
+             request, by listener",
+            idle_closed,
+        );
+        Self { admission, admin }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,12 +430,18 @@ mod tests {
         let mut registry = metrics::registry();
         let m = AdmissionMetrics::register(&mut registry);
         m.http_error(HttpError::NotFound);
+        let c = ConnectionMetrics::register(&mut registry);
+        c.admin.opened();
         let text = metrics::encode(&registry);
         for needle in [
             "carto_wi_admission_requests_total{webhook=\"mutate\",kind=\"Deployment\",operation=\"CREATE\",outcome=\"patched\"} 0",
             "carto_wi_admission_duration_seconds_bucket{le=\"0.00005\",webhook=\"mutate\"} 0",
             "carto_wi_admission_violations_total{webhook=\"validate\",kind=\"ServiceAccount\",enforcement=\"deny\"} 0",
             "carto_wi_http_errors_total{reason=\"not_found\"} 1",
+            "carto_wi_connections{listener=\"admin\"} 1",
+            "carto_wi_accept_errors_total{listener=\"admission\"} 0",
+            "carto_wi_connection_errors_total{listener=\"admission\"} 0",
+            "carto_wi_idle_connections_closed_total{listener=\"admin\"} 0",
             "# EOF",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");

@@ -22,6 +22,7 @@ use super::state::AppState;
 use crate::admission::view::ReviewRequest;
 use crate::admission::wire::{API_VERSION, ReviewResponse};
 use crate::admission::{self, Webhook};
+use crate::logging::{MAX_FIELD_CHARS, clip};
 use crate::settings::Enforcement;
 
 /// The router of the admission listener.
@@ -260,17 +261,23 @@ async fn handle(state: &AppState, webhook: Webhook, req: Request) -> Response {
         Ok(r) => r,
         Err(r) => {
             state.metrics.http_error(r.reason);
-            tracing::debug!(webhook = webhook.as_str(), uid = %r.uid, reason = r.reason.as_str(), error = %r.message, "bad admission request");
+            tracing::debug!(
+                webhook = webhook.as_str(),
+                uid = %clip(&r.uid, MAX_FIELD_CHARS),
+                reason = r.reason.as_str(),
+                error = %clip(&r.message, MAX_LOGGED_REASONS_CHARS),
+                "bad admission request"
+            );
             return bad_review(r.uid, r.message);
         }
     };
     let span = tracing::info_span!(
         "admission",
         webhook = webhook.as_str(),
-        uid = %req.uid,
-        kind = %req.kind.kind,
-        namespace = req.namespace.as_deref().unwrap_or(""),
-        name = %req.name,
+        uid = %clip(&req.uid, MAX_FIELD_CHARS),
+        kind = %clip(&req.kind.kind, MAX_FIELD_CHARS),
+        namespace = %clip(req.namespace.as_deref().unwrap_or(""), MAX_FIELD_CHARS),
+        name = %clip(&req.name, MAX_FIELD_CHARS),
     );
     span.in_scope(|| answer(state, webhook, &req, start))
 }
@@ -355,7 +362,12 @@ fn answer(state: &AppState, webhook: Webhook, req: &ReviewRequest<'_>, start: In
     json(StatusCode::OK, body)
 }
 
-/// The one structured line per review.
+/// Longest denial or violation list in a log line, in chars (the answer itself is bounded by
+/// the core).
+const MAX_LOGGED_REASONS_CHARS: usize = 4096;
+
+/// The one structured line per review. Every request field is cut to [`MAX_FIELD_CHARS`]; the
+/// violations appear once (as `violations`, and `denial` only when it says something else).
 fn log_review(
     webhook: Webhook,
     req: &ReviewRequest<'_>,
@@ -364,15 +376,15 @@ fn log_review(
     elapsed: std::time::Duration,
 ) {
     macro_rules! review_line {
-        ($level:expr, $violations:expr) => {
+        ($level:expr, $violations:expr, $denial:expr) => {
             tracing::event!(
                 target: "carto_wi_webhook::review",
                 $level,
                 webhook = webhook.as_str(),
-                uid = %req.uid,
-                kind = %req.kind.kind,
-                namespace = req.namespace.as_deref().unwrap_or(""),
-                name = %req.name,
+                uid = %clip(&req.uid, MAX_FIELD_CHARS),
+                kind = %clip(&req.kind.kind, MAX_FIELD_CHARS),
+                namespace = %clip(req.namespace.as_deref().unwrap_or(""), MAX_FIELD_CHARS),
+                name = %clip(&req.name, MAX_FIELD_CHARS),
                 operation = operation_str(&req.operation),
                 dry_run = req.dry_run,
                 decision = decision.outcome(),
@@ -380,14 +392,18 @@ fn log_review(
                 patch_ops = decision.patch.as_ref().map_or(0, |p| p.0.len()),
                 warnings = decision.warnings.len(),
                 violations = $violations,
-                denial = decision.denial.as_ref().map(ToString::to_string),
+                denial = $denial,
                 duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
                 "review"
             )
         };
     }
     if decision.violations.is_empty() {
-        review_line!(tracing::Level::INFO, None::<String>);
+        let denial = decision
+            .denial
+            .as_ref()
+            .map(|d| clip(&d.to_string(), MAX_LOGGED_REASONS_CHARS).into_owned());
+        review_line!(tracing::Level::INFO, None::<String>, denial);
     } else {
         let list = decision
             .violations
@@ -395,10 +411,12 @@ fn log_review(
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("; ");
+        let list = Some(clip(&list, MAX_LOGGED_REASONS_CHARS).into_owned());
+        // The denial of a review with violations lists them: not repeated.
         if enforcement == Enforcement::Audit {
-            review_line!(tracing::Level::WARN, Some(list));
+            review_line!(tracing::Level::WARN, list, None::<String>);
         } else {
-            review_line!(tracing::Level::INFO, Some(list));
+            review_line!(tracing::Level::INFO, list, None::<String>);
         }
     }
 }

@@ -7,6 +7,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use super::support::*;
+use carto_wi_webhook::server::MAX_BODY_BYTES;
 
 async fn raw_post(
     srv: &Running,
@@ -144,7 +145,7 @@ async fn bad_bodies_get_clear_answers() {
     assert_eq!(status, 200);
 
     // Over the cap (HTTP/2 with a length, then HTTP/1.1).
-    let huge = vec![b' '; 8 * 1024 * 1024 + 1];
+    let huge = vec![b' '; MAX_BODY_BYTES + 1];
     let (status, _, body) = raw_post(&srv, "/mutate", json_ct, huge.clone()).await;
     assert_eq!(status, 413);
     assert!(body.contains("limit"), "{body}");
@@ -159,7 +160,7 @@ async fn bad_bodies_get_clear_answers() {
     assert_eq!(r.status(), 413);
 
     // Exactly at the cap is read (and is not a review).
-    let mut at_cap = vec![b' '; 8 * 1024 * 1024];
+    let mut at_cap = vec![b' '; MAX_BODY_BYTES];
     at_cap[0] = b'{';
     let (status, _, _) = raw_post(&srv, "/mutate", json_ct, at_cap).await;
     assert_eq!(status, 400);
@@ -212,7 +213,8 @@ async fn chunked_body_over_the_cap_is_refused() {
     let mut framed = format!("{:x}\r\n", chunk.len()).into_bytes();
     framed.extend_from_slice(&chunk);
     framed.extend_from_slice(b"\r\n");
-    for _ in 0..9 {
+    // Over the cap, under what is still read and dropped (twice the cap): a clean 413.
+    for _ in 0..MAX_BODY_BYTES / chunk.len() + 1 {
         send(&mut tls, &framed).await;
     }
     send(&mut tls, b"0\r\n\r\n").await;
