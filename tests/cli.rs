@@ -227,7 +227,7 @@ fn check_what_new_users_try() {
         ("", "no ConfigMap found"),
         ("# only a comment\n", "no ConfigMap found"),
         (secret, "no ConfigMap found"),
-        ("this is: [not yaml\n", "error: line 1"),
+        ("this is: [not yaml\n", "at line 1,"),
         ("hello\n", "no ConfigMap found"),
     ];
     for (input, want) in cases {
