@@ -227,7 +227,7 @@ fn check_what_new_users_try() {
         ("", "no ConfigMap found"),
         ("# only a comment\n", "no ConfigMap found"),
         (secret, "no ConfigMap found"),
-        ("this is: [not yaml\n", "error: line 1"),
+        ("this is: [not yaml\n", "at line 1,"),
         ("hello\n", "no ConfigMap found"),
     ];
     for (input, want) in cases {
@@ -256,6 +256,125 @@ fn check_what_new_users_try() {
         o.stdout.contains("svc.id.goog[carto/carto-common-backend]"),
         "{}",
         o.stdout
+    );
+}
+
+#[test]
+fn check_names_bad_pass_through_keys_and_invisible_characters() {
+    let cm = format!(
+        "{}  \"WORKSPACE_A B\": \"1\"\n  \"WORKSPACE_\": \"1\"\n  WORKSPACE_HIDDEN: \"on\\u200bline\"\n  WORKSPACE_WORKLOAD_IDENTITY_CONNECTION_OWNER_ID: \"auth0|\\u202eabc\"\n",
+        fixture_text("configmap-valid.yaml")
+            .lines()
+            .filter(|l| !l.contains("OWNER_ID"))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+    );
+    let o = run(&["check", "-f", "-"], Some(&cm));
+    assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("(4 problems)"), "{}", o.stdout);
+    for want in [
+        "- \"WORKSPACE_A B\": not a valid pass-through key",
+        "- \"WORKSPACE_\": not a valid pass-through key",
+        "e.g. WORKSPACE_SYNC_DATA_ENABLED",
+        "- WORKSPACE_HIDDEN: the value holds the control or invisible character U+200B at character 3",
+        "- WORKSPACE_WORKLOAD_IDENTITY_CONNECTION_OWNER_ID: the value holds the control or invisible character U+202E at character 7",
+    ] {
+        assert!(o.stdout.contains(want), "{want}\n{}", o.stdout);
+    }
+    assert!(!o.stdout.contains(['\u{200b}', '\u{202e}']), "{}", o.stdout);
+    // The same from an env file.
+    let env = format!(
+        "{}WORKSPACE_A B=1\nWORKSPACE_TAB=\"a\tb\"\n",
+        fixture_text("config.env")
+    );
+    let o = run(&["check", "--env-file", "-"], Some(&env));
+    assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("\"WORKSPACE_A B\""), "{}", o.stdout);
+    assert!(o.stdout.contains("U+0009 at character 2"), "{}", o.stdout);
+}
+
+#[test]
+fn two_config_maps_of_that_name_are_an_error_naming_both() {
+    let valid = fixture_text("configmap-valid.yaml");
+    let second_line = valid.lines().count() + 2;
+    let two = format!("{valid}---\n{valid}");
+    let o = run(&["check", "-f", "-"], Some(&two));
+    assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
+    let want = format!("the document at line 1 and the document at line {second_line}");
+    assert!(o.stdout.contains("2 ConfigMaps named"), "{}", o.stdout);
+    assert!(o.stdout.contains(&want), "{}", o.stdout);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("two.yaml");
+    std::fs::write(&config, &two).unwrap();
+    let config = config.to_str().unwrap();
+    let o = run(
+        &[
+            "review",
+            "-f",
+            &path("carto-plain.yaml"),
+            "--config",
+            config,
+        ],
+        None,
+    );
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(o.stderr.contains("--config"), "{}", o.stderr);
+    assert!(o.stderr.contains(&want), "{}", o.stderr);
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn yaml_limits_are_named_in_words() {
+    let deep = format!(
+        "{}  X: {}1{}\n",
+        fixture_text("configmap-valid.yaml"),
+        "[".repeat(80),
+        "]".repeat(80)
+    );
+    let o = run(&["check", "-f", "-"], Some(&deep));
+    assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
+    assert!(
+        o.stdout
+            .contains("nested deeper than 64 levels at line 13,"),
+        "{}",
+        o.stdout
+    );
+    assert!(!o.stdout.contains("budget"), "{}", o.stdout);
+}
+
+#[test]
+fn serve_refuses_a_config_file_over_1_mib() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("big.yaml");
+    let padding = format!("# {}\n", "x".repeat(1000)).repeat(1100);
+    std::fs::write(
+        &config,
+        fixture_text("configmap-valid.yaml") + padding.as_str(),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let o = run(
+        &[
+            "serve",
+            "--config",
+            config,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
+        None,
+    );
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(
+        o.stderr.contains(&format!("--config {config}")),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        o.stderr.contains("larger than the 1 MiB limit"),
+        "{}",
+        o.stderr
     );
 }
 

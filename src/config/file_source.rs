@@ -1,7 +1,8 @@
 //! The standalone source of configuration: the `--config` file is the default of every namespace.
 //! Read at startup (any problem is fatal), then polled: a valid new version is published into the
-//! [`ConfigStore`]; one that is unreadable or invalid is logged, counted and rejected, and the last
-//! good version keeps serving until the file changes again.
+//! [`ConfigStore`]; one that is unreadable, over [`MAX_CONFIG_FILE_BYTES`] or invalid is logged
+//! once, counted and rejected, and the last good version keeps serving until the file changes
+//! again. Polling reads the file only when `stat` says it changed.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,6 +14,10 @@ use super::store::ConfigStore;
 use crate::file_poll::{self, Read};
 use crate::metrics::ReloadResult;
 use crate::shutdown::Shutdown;
+
+/// The largest `--config` file accepted: 1 MiB (a real one is a few hundred bytes; Kubernetes
+/// caps a ConfigMap at 1 MiB too).
+pub const MAX_CONFIG_FILE_BYTES: u64 = file_poll::MAX_FILE_BYTES;
 
 /// The config file, with the content in use.
 #[derive(Debug)]
@@ -28,7 +33,10 @@ impl ConfigFile {
         path: PathBuf,
         config_map: &str,
     ) -> Result<(Self, WorkloadIdentityConfig), ConfigFileError> {
-        let bytes = std::fs::read(&path).map_err(ConfigFileError::Read)?;
+        let bytes = file_poll::read_capped(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::FileTooLarge => ConfigFileError::TooLarge(e.to_string()),
+            _ => ConfigFileError::Read(e),
+        })?;
         let config = parse_config(&bytes, config_map)?;
         let file = Self {
             path,
@@ -82,5 +90,77 @@ fn reload(read: Read, shown: &str, config_map: &str, store: &ConfigStore) -> Rel
                 ReloadResult::Invalid
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs::{File, FileTimes};
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::config::Resolved;
+    use crate::file_poll::Poller;
+
+    const CONFIG: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: carto-workload-identity\ndata:\n  WORKSPACE_WORKLOAD_IDENTITY_WORKFLOWS_TEMP: acme-analytics.carto_workflows_temp\n  WORKSPACE_WORKLOAD_IDENTITY_BILLING_PROJECT: acme-gke-prod\n  WORKSPACE_WORKLOAD_IDENTITY_SERVICE_ACCOUNT_EMAIL: carto-wi@acme-analytics.iam.gserviceaccount.com\n  WORKSPACE_WORKLOAD_IDENTITY_CONNECTION_OWNER_ID: \"auth0|3idsj230990sj4wsddd10\"\n";
+
+    /// Replace `path` by a new file renamed over it, dated an hour ago (settled).
+    fn replace(path: &Path, content: &str) {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, content).unwrap();
+        let then = SystemTime::now() - Duration::from_secs(3600);
+        File::options()
+            .write(true)
+            .open(&tmp)
+            .unwrap()
+            .set_times(FileTimes::new().set_modified(then))
+            .unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+
+    fn hash_in_force(store: &ConfigStore) -> String {
+        match store.load().resolve("any") {
+            Resolved::Config(c, _) => c.hash.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_file_over_the_limit_at_startup_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        let big = format!("{CONFIG}#{}\n", "x".repeat(MAX_CONFIG_FILE_BYTES as usize));
+        std::fs::write(&path, big).unwrap();
+        let e = ConfigFile::load(path, "carto-workload-identity").unwrap_err();
+        assert!(matches!(e, ConfigFileError::TooLarge(_)), "{e:?}");
+        assert!(e.to_string().contains("larger than the 1 MiB limit"), "{e}");
+    }
+
+    #[test]
+    fn an_oversized_new_version_is_refused_and_the_last_good_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        replace(&path, CONFIG);
+        let (file, config) = ConfigFile::load(path.clone(), "carto-workload-identity").unwrap();
+        let good = config.hash.clone();
+        let store = ConfigStore::new(standalone_snapshot(config));
+        let mut poller = Poller::new(vec![path.clone()], vec![file.in_use]);
+        assert!(poller.check().is_none());
+        // Over the limit, even though the ConfigMap in it is valid: refused, counted as a read
+        // error once, the last good configuration kept.
+        let padded = format!("{CONFIG}#{}\n", "x".repeat(MAX_CONFIG_FILE_BYTES as usize));
+        replace(&path, &padded.replace("acme-gke-prod", "other-project"));
+        let read = poller.check().expect("the change is seen");
+        let shown = path.display().to_string();
+        let r = reload(read, &shown, "carto-workload-identity", &store);
+        assert_eq!(r, ReloadResult::ReadError);
+        assert_eq!(hash_in_force(&store), good);
+        assert!(poller.check().is_none(), "reported once");
+        // A valid version under the limit is taken.
+        replace(&path, &CONFIG.replace("acme-gke-prod", "other-project"));
+        let read = poller.check().expect("the change is seen");
+        let r = reload(read, &shown, "carto-workload-identity", &store);
+        assert_eq!(r, ReloadResult::Success);
+        assert_ne!(hash_in_force(&store), good);
     }
 }

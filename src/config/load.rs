@@ -22,51 +22,104 @@ pub struct LoadedConfigMap {
     pub config: Result<WorkloadIdentityConfig, Vec<ConfigProblem>>,
 }
 
-/// Read the ConfigMap out of a YAML file (the only ConfigMap, or the one named `preferred_name`).
-/// An error means the file could not be understood at all.
-pub fn load_config_map(text: &str, preferred_name: &str) -> Result<LoadedConfigMap, String> {
+/// A ConfigMap of a file, with where it is.
+struct Found {
+    map: Value,
+    /// The line of its document in the file.
+    line: usize,
+    /// Its 1-based position in a `List`, when it is an item of one.
+    item: Option<usize>,
+}
+
+impl Found {
+    fn name(&self) -> Option<&str> {
+        self.map.pointer("/metadata/name").and_then(Value::as_str)
+    }
+
+    fn place(&self) -> String {
+        match self.item {
+            Some(i) => format!("item {i} of the List at line {}", self.line),
+            None => format!("the document at line {}", self.line),
+        }
+    }
+}
+
+/// Every ConfigMap of a YAML stream, including the items of a `List`.
+fn config_maps(text: &str) -> Result<Vec<Found>, String> {
     let mut maps = Vec::new();
     for doc in yaml::split_documents(text) {
         if doc.is_empty() {
             continue;
         }
-        let v = yaml::parse(doc.text).map_err(|e| format!("line {}: {e}", doc.line))?;
+        let v = yaml::parse_document(&doc)?;
+        let is_config_map = |v: &Value| v.get("kind").and_then(Value::as_str) == Some("ConfigMap");
         // `kubectl get configmap -l ... -o yaml` wraps objects in a `List`.
-        let items = match v.get("items").and_then(Value::as_array) {
-            Some(items) if v.get("kind").and_then(Value::as_str) == Some("List") => items.clone(),
-            _ => vec![v],
-        };
-        maps.extend(
-            items
-                .into_iter()
-                .filter(|v| v.get("kind").and_then(Value::as_str) == Some("ConfigMap")),
-        );
+        match v.get("items").and_then(Value::as_array) {
+            Some(items) if v.get("kind").and_then(Value::as_str) == Some("List") => {
+                maps.extend(
+                    items
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, v)| is_config_map(v))
+                        .map(|(i, map)| Found {
+                            map: map.clone(),
+                            line: doc.line,
+                            item: Some(i + 1),
+                        }),
+                );
+            }
+            _ if is_config_map(&v) => maps.push(Found {
+                map: v,
+                line: doc.line,
+                item: None,
+            }),
+            _ => {}
+        }
     }
-    let name_of = |v: &Value| {
-        v.pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
+    Ok(maps)
+}
+
+/// Read the ConfigMap out of a YAML file (the only ConfigMap, or the one named `preferred_name`).
+/// An error means the file could not be understood at all, or is ambiguous: two ConfigMaps
+/// named `preferred_name` are an error naming both, never silently the first.
+pub fn load_config_map(text: &str, preferred_name: &str) -> Result<LoadedConfigMap, String> {
+    let mut maps = config_maps(text)?;
+    let named: Vec<&Found> = maps
+        .iter()
+        .filter(|m| m.name() == Some(preferred_name))
+        .collect();
+    if let [first, second, ..] = named[..] {
+        return Err(format!(
+            "{} ConfigMaps named {preferred_name:?} in the file ({} and {}): keep only one",
+            named.len(),
+            first.place(),
+            second.place()
+        ));
+    }
     let chosen = match maps.len() {
         0 => return Err("no ConfigMap found in the file".into()),
         1 => maps.remove(0),
         n => {
             let i = maps
                 .iter()
-                .position(|m| name_of(m).as_deref() == Some(preferred_name))
+                .position(|m| m.name() == Some(preferred_name))
                 .ok_or_else(|| {
                     format!("{n} ConfigMaps in the file and none is named {preferred_name:?}")
                 })?;
             maps.remove(i)
         }
     };
-    Ok(LoadedConfigMap {
-        name: name_of(&chosen),
-        namespace: chosen
-            .pointer("/metadata/namespace")
+    let text_at = |pointer: &str| {
+        chosen
+            .map
+            .pointer(pointer)
             .and_then(Value::as_str)
-            .map(str::to_owned),
-        config: config_from_object(&chosen),
+            .map(str::to_owned)
+    };
+    Ok(LoadedConfigMap {
+        name: text_at("/metadata/name"),
+        namespace: text_at("/metadata/namespace"),
+        config: config_from_object(&chosen.map),
     })
 }
 
@@ -76,6 +129,9 @@ pub enum ConfigFileError {
     /// The file cannot be read.
     #[error("cannot read: {0}")]
     Read(std::io::Error),
+    /// The file is over [`super::file_source::MAX_CONFIG_FILE_BYTES`].
+    #[error("{0}; a configuration file is a single small ConfigMap")]
+    TooLarge(String),
     /// The file is not UTF-8 text.
     #[error("not UTF-8 text")]
     NotText,

@@ -12,12 +12,13 @@ pub mod load;
 pub mod metrics;
 mod model;
 mod problem;
+mod quote;
 pub mod rules;
 mod snapshot;
 mod source;
 pub mod store;
 
-pub use file_source::ConfigFile;
+pub use file_source::{ConfigFile, MAX_CONFIG_FILE_BYTES};
 pub use load::{
     ConfigFileError, LoadedConfigMap, load_config_map, parse_config, standalone_snapshot,
 };

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha256};
 
 use super::keys::{self, REQUIRED};
-use super::problem::{ConfigProblem, ConfigWarning};
+use super::problem::{ConfigProblem, ConfigWarning, Rule};
 use super::rules;
 
 /// A valid Workload Identity configuration, ready to inject.
@@ -35,25 +35,12 @@ impl WorkloadIdentityConfig {
     pub fn from_data(data: &BTreeMap<String, String>) -> Result<Self, Vec<ConfigProblem>> {
         let mut problems = Vec::new();
         let mut extra = Vec::new();
+        let mut suggestions_left = MAX_SUGGESTED_KEYS;
         for (key, value) in data {
-            if keys::KNOWN.contains(&key.as_str()) {
-                if let Some(rule) = rules::check(key, value) {
-                    problems.push(ConfigProblem::Invalid {
-                        key: key.clone(),
-                        value: value.clone(),
-                        rule,
-                        example: keys::example(key),
-                    });
-                }
-            } else if key.starts_with(keys::PASS_THROUGH_PREFIX)
-                && !key.starts_with(keys::RESERVED_PREFIX)
-            {
-                extra.push((key.clone(), value.clone()));
-            } else {
-                problems.push(ConfigProblem::UnknownKey {
-                    key: key.clone(),
-                    suggestion: suggest(key),
-                });
+            match check_entry(key, value, &mut suggestions_left) {
+                Ok(Entry::Known) => {}
+                Ok(Entry::PassThrough) => extra.push((key.clone(), value.clone())),
+                Err(p) => problems.push(p),
             }
         }
         for key in REQUIRED {
@@ -67,6 +54,10 @@ impl WorkloadIdentityConfig {
         if !problems.is_empty() {
             return Err(problems);
         }
+        Ok(Self::from_valid(data, extra))
+    }
+
+    fn from_valid(data: &BTreeMap<String, String>, extra: Vec<(String, String)>) -> Self {
         let get = |k: &str| data[k].clone();
         let mut warnings = Vec::new();
         let owner = get(keys::CONNECTION_OWNER_ID);
@@ -85,7 +76,7 @@ impl WorkloadIdentityConfig {
         let mut env: Vec<(String, String)> =
             REQUIRED.iter().map(|k| (k.to_string(), get(k))).collect();
         env.extend(extra.iter().cloned());
-        Ok(Self {
+        Self {
             workflows_temp: get(keys::WORKFLOWS_TEMP),
             billing_project: get(keys::BILLING_PROJECT),
             service_account_email: get(keys::SERVICE_ACCOUNT_EMAIL),
@@ -95,7 +86,7 @@ impl WorkloadIdentityConfig {
             hash: fingerprint(data),
             warnings,
             env,
-        })
+        }
     }
 
     /// The env vars to inject, in order: the four required ones, then the extras by name.
@@ -130,6 +121,92 @@ impl WorkloadIdentityConfig {
     }
 }
 
+/// Unknown keys beyond this many get no "did you mean": nobody reads that far, and each costs
+/// an edit-distance search.
+const MAX_SUGGESTED_KEYS: usize = 20;
+
+/// Keys longer than this (in characters) are not typos of a known key: no suggestion.
+const MAX_SUGGESTION_KEY_CHARS: usize = 64;
+
+/// What a valid data entry is.
+enum Entry {
+    Known,
+    PassThrough,
+}
+
+/// Check one data entry; `suggestions_left` bounds the "did you mean" searches of one config.
+fn check_entry(
+    key: &str,
+    value: &str,
+    suggestions_left: &mut usize,
+) -> Result<Entry, ConfigProblem> {
+    if keys::KNOWN.contains(&key) {
+        return match known_value_problem(key, value) {
+            Some(p) => Err(p),
+            None => Ok(Entry::Known),
+        };
+    }
+    if rules::is_pass_through_key(key) {
+        return match rules::forbidden_char(value) {
+            Some((position, character)) => Err(ConfigProblem::ForbiddenCharacter {
+                key: key.to_owned(),
+                character,
+                position,
+                example: keys::example(key).to_owned(),
+            }),
+            None => Ok(Entry::PassThrough),
+        };
+    }
+    let mut suggestion = || {
+        *suggestions_left = suggestions_left.checked_sub(1)?;
+        Some(())
+    };
+    if key.starts_with(keys::PASS_THROUGH_PREFIX) && !key.starts_with(keys::RESERVED_PREFIX) {
+        let suggestion = suggestion()
+            .and_then(|()| normalized(key))
+            .filter(|k| rules::is_pass_through_key(k));
+        return Err(ConfigProblem::InvalidPassThroughKey {
+            key: key.to_owned(),
+            suggestion,
+        });
+    }
+    Err(ConfigProblem::UnknownKey {
+        key: key.to_owned(),
+        suggestion: suggestion().and_then(|()| suggest(key)),
+    })
+}
+
+/// The problem with the value of a known key. Surrounding whitespace is named first (trimming
+/// fixes it), then an invisible or control character (which explains a value that looks right),
+/// then the key's rule.
+fn known_value_problem(key: &str, value: &str) -> Option<ConfigProblem> {
+    let rule = rules::check(key, value);
+    if rule != Some(Rule::NoSurroundingWhitespace)
+        && let Some((position, character)) = rules::forbidden_char(value)
+    {
+        return Some(ConfigProblem::ForbiddenCharacter {
+            key: key.to_owned(),
+            character,
+            position,
+            example: format!("\"{}\"", keys::example(key)),
+        });
+    }
+    rule.map(|rule| ConfigProblem::Invalid {
+        key: key.to_owned(),
+        value: value.to_owned(),
+        rule,
+        example: keys::example(key),
+    })
+}
+
+/// A key upper-cased with `-` and `.` as `_`, when it is short enough to be a plausible typo.
+fn normalized(key: &str) -> Option<String> {
+    if key.chars().nth(MAX_SUGGESTION_KEY_CHARS).is_some() {
+        return None;
+    }
+    Some(key.to_ascii_uppercase().replace(['-', '.'], "_"))
+}
+
 /// 12 hex chars of SHA-256 over the sorted `key`/`value` pairs (length-prefixed, so unambiguous).
 pub fn fingerprint(data: &BTreeMap<String, String>) -> String {
     let mut h = Sha256::new();
@@ -144,22 +221,23 @@ pub fn fingerprint(data: &BTreeMap<String, String>) -> String {
 }
 
 /// The known key closest to a misspelt one, if any is close enough to be a plausible typo.
+/// Keys over 64 characters get none (the search stays cheap whatever the input).
 pub fn suggest(key: &str) -> Option<String> {
-    let upper = key.to_ascii_uppercase().replace(['-', '.'], "_");
+    let upper = normalized(key)?;
+    let len = upper.chars().count();
     let best = keys::KNOWN
         .iter()
-        .map(|k| (strsim::levenshtein(&upper, k), *k))
+        .map(|k| (k, (k.len() / 4).max(2)))
+        // The distance is at least the difference in length: skip the search when that is too far.
+        .filter(|(k, max)| len.abs_diff(k.len()) <= *max)
+        .map(|(k, max)| (strsim::levenshtein(&upper, k), *k, max))
+        .filter(|(d, _, max)| d <= max)
         .min()
-        .filter(|(d, k)| *d <= (k.len() / 4).max(2));
+        .map(|(d, k, _)| (d, k));
     match best {
         Some((_, k)) => Some(k.to_string()),
         // Not a typo of a known key; a lower-case pass-through key is still recognisable.
-        None if upper.starts_with(keys::PASS_THROUGH_PREFIX)
-            && !upper.starts_with(keys::RESERVED_PREFIX)
-            && upper != key =>
-        {
-            Some(upper)
-        }
+        None if upper != key && rules::is_pass_through_key(&upper) => Some(upper),
         // A reserved-prefix key is always one of the four: name the one sharing the most words
         // (`..._EMAIL` → `..._SERVICE_ACCOUNT_EMAIL`), when exactly one does.
         None => upper.strip_prefix(keys::RESERVED_PREFIX).and_then(|rest| {
@@ -203,6 +281,14 @@ mod tests {
             Some("WORKSPACE_SYNC_DATA_ENABLED")
         );
         assert_eq!(suggest("FOO"), None);
+    }
+
+    #[test]
+    fn no_suggestion_for_absurd_keys() {
+        let long = format!("{}{}", keys::BILLING_PROJECT, "X".repeat(30));
+        assert_eq!(suggest(&long), None);
+        assert_eq!(suggest(&"workspace_a".repeat(100_000)), None);
+        assert_eq!(suggest(&"é".repeat(65)), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub enum Rule {
     DatasetRef,
     /// `<account>@<project>.iam.gserviceaccount.com`.
     ServiceAccountEmail,
-    /// Non-empty, no whitespace, at most 255 characters.
+    /// Non-empty, no whitespace, control or invisible characters, at most 255 characters.
     OwnerId,
     /// No leading or trailing whitespace (values are never trimmed).
     NoSurroundingWhitespace,
@@ -27,7 +27,9 @@ impl fmt::Display for Rule {
             Rule::ServiceAccountEmail => {
                 "is not <account>@<project>.iam.gserviceaccount.com (account: 6-30 chars like a project id)"
             }
-            Rule::OwnerId => "must be 1-255 characters without whitespace",
+            Rule::OwnerId => {
+                "must be 1-255 characters without whitespace, control or invisible characters"
+            }
             Rule::NoSurroundingWhitespace => {
                 "has leading or trailing whitespace (values are never trimmed)"
             }
@@ -66,6 +68,36 @@ pub enum ConfigProblem {
         /// The closest known key, when one is close.
         suggestion: Option<String>,
     },
+    /// A `WORKSPACE_*` key that is not a valid env var name (`WORKSPACE_[A-Z0-9_]+`).
+    #[error(
+        "{}: not a valid pass-through key: WORKSPACE_ must be followed by one or more of A-Z, 0-9 \
+         and '_' (an env var name){}; e.g. WORKSPACE_SYNC_DATA_ENABLED",
+        super::quote::quoted(.key),
+        did_you_mean(.suggestion)
+    )]
+    InvalidPassThroughKey {
+        /// The key as given.
+        key: String,
+        /// The key upper-cased, when that makes it valid.
+        suggestion: Option<String>,
+    },
+    /// A value holding a control or invisible character (see [`super::rules::is_forbidden_char`]).
+    #[error(
+        "{}: the value holds the control or invisible character U+{:04X} at character {position}; \
+         values may not hold control characters, zero-width or bidi formatting characters; e.g. {example}",
+        super::quote::cut(.key),
+        u32::from(*.character)
+    )]
+    ForbiddenCharacter {
+        /// The key whose value is at fault.
+        key: String,
+        /// The first forbidden character.
+        character: char,
+        /// Its 1-based position in the value, in characters.
+        position: usize,
+        /// A valid example (value of a known key, or a whole pass-through entry).
+        example: String,
+    },
     /// `binaryData` is not read by the webhook.
     #[error("binaryData.{key}: binary values are not supported; put the value under data")]
     BinaryData {
@@ -81,6 +113,12 @@ pub enum ConfigProblem {
     /// The document is not a ConfigMap at all.
     #[error("{0}")]
     Malformed(String),
+}
+
+fn did_you_mean(s: &Option<String>) -> String {
+    s.as_ref()
+        .map(|s| format!("; did you mean {s}?"))
+        .unwrap_or_default()
 }
 
 fn suggestion_text(s: &Option<String>) -> String {

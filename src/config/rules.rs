@@ -63,9 +63,69 @@ pub fn is_service_account_email(s: &str) -> bool {
     }
 }
 
-/// Is `s` an acceptable connection owner id (non-empty, no whitespace, ≤255 chars)?
+/// Is `s` an acceptable connection owner id (non-empty, no whitespace, control or invisible
+/// characters, ≤255 chars)?
 pub fn is_owner_id(s: &str) -> bool {
-    !s.is_empty() && s.chars().count() <= 255 && !s.chars().any(char::is_whitespace)
+    !s.is_empty()
+        && s.chars().count() <= 255
+        && !s.chars().any(|c| c.is_whitespace() || is_forbidden_char(c))
+}
+
+/// Is `key` a pass-through key: `WORKSPACE_` then one or more of `A-Z`, `0-9`, `_` (a portable
+/// env var name), outside the reserved `WORKSPACE_WORKLOAD_IDENTITY_` prefix?
+pub fn is_pass_through_key(key: &str) -> bool {
+    use super::keys::{PASS_THROUGH_PREFIX, RESERVED_PREFIX};
+    key.strip_prefix(PASS_THROUGH_PREFIX).is_some_and(|rest| {
+        !rest.is_empty()
+            && rest
+                .bytes()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_')
+    }) && !key.starts_with(RESERVED_PREFIX)
+}
+
+/// Characters no value may hold: Unicode general categories Cc (C0 and C1 controls, DEL) and
+/// Cf (format characters: soft hyphen, zero-width spaces and joiners, bidi marks and overrides,
+/// word joiner, BOM, tags...), plus the line and paragraph separators U+2028 and U+2029.
+/// They are invisible or reorder text, so a value holding one is not what it looks like.
+pub fn is_forbidden_char(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') || is_format_char(c)
+}
+
+/// Unicode 15.1 general category Cf.
+fn is_format_char(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{061C}'
+            | '\u{06DD}'
+            | '\u{070F}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08E2}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
+}
+
+/// The first forbidden character of `s` (see [`is_forbidden_char`]) and its 1-based position
+/// in characters.
+pub fn forbidden_char(s: &str) -> Option<(usize, char)> {
+    s.chars()
+        .enumerate()
+        .find(|(_, c)| is_forbidden_char(*c))
+        .map(|(i, c)| (i + 1, c))
 }
 
 /// Does the owner id have the usual `<provider>|<id>` shape?
@@ -193,6 +253,76 @@ mod tests {
         assert!(is_provider_qualified("auth0|abc"));
         assert!(!is_provider_qualified("abc"));
         assert!(!is_provider_qualified("|abc"));
+    }
+
+    #[test]
+    fn pass_through_keys() {
+        for ok in [
+            "WORKSPACE_SYNC_DATA_ENABLED",
+            "WORKSPACE_A",
+            "WORKSPACE_1",
+            "WORKSPACE__",
+        ] {
+            assert!(is_pass_through_key(ok), "{ok}");
+        }
+        for bad in [
+            "WORKSPACE_",
+            "WORKSPACE_A B",
+            "WORKSPACE_\n",
+            "WORKSPACE_a",
+            "WORKSPACE_A-B",
+            "WORKSPACE_A.B",
+            "WORKSPACE_É",
+            "workspace_a",
+            "WORKSPACE_WORKLOAD_IDENTITY_X",
+            "GKE_X",
+        ] {
+            assert!(!is_pass_through_key(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn forbidden_chars() {
+        for c in [
+            '\0',
+            '\t',
+            '\n',
+            '\r',
+            '\u{1b}',
+            '\u{7f}',
+            '\u{85}',
+            '\u{9f}',
+            '\u{ad}',
+            '\u{200b}',
+            '\u{200f}',
+            '\u{202a}',
+            '\u{202e}',
+            '\u{2060}',
+            '\u{2064}',
+            '\u{2066}',
+            '\u{2069}',
+            '\u{feff}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{e0041}',
+        ] {
+            assert!(is_forbidden_char(c), "{:?}", c);
+        }
+        for c in [
+            ' ',
+            'a',
+            'é',
+            '|',
+            '\u{a0}',
+            '\u{3000}',
+            '\u{2010}',
+            '\u{1f600}',
+        ] {
+            assert!(!is_forbidden_char(c), "{:?}", c);
+        }
+        assert_eq!(forbidden_char("ab\u{200b}c"), Some((3, '\u{200b}')));
+        assert_eq!(forbidden_char("abc"), None);
+        assert!(!is_owner_id("auth0|\u{200b}abc"));
     }
 
     #[test]

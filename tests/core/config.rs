@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use carto_wi_webhook::config::{
     ConfigEntry, ConfigOrigin, ConfigProblem, ConfigSnapshot, ConfigWarning, Resolved, Rule,
-    WorkloadIdentityConfig, config_from_object, fingerprint, keys, parse_env_file, rules, suggest,
+    WorkloadIdentityConfig, config_from_object, fingerprint, keys, load_config_map, parse_env_file,
+    rules, suggest,
 };
 use serde_json::json;
 
@@ -201,13 +202,7 @@ fn owner_ids() {
         );
     }
     let too_long = "o".repeat(256);
-    for v in [
-        "",
-        "auth0|abc def",
-        "auth0|abc\tdef",
-        "auth0|\u{a0}x",
-        too_long.as_str(),
-    ] {
+    for v in ["", "auth0|abc def", "auth0|\u{a0}x", too_long.as_str()] {
         assert_eq!(
             problems(&with(OWNER_ID, v)),
             vec![invalid(OWNER_ID, v, Rule::OwnerId)],
@@ -629,4 +624,227 @@ fn resolution_namespace_replaces_default_whole() {
         snap.resolve("broken"),
         Resolved::Config(_, ConfigOrigin::Default)
     ));
+}
+
+#[test]
+fn pass_through_keys_must_be_env_var_names() {
+    let long = format!("WORKSPACE_{}", "a b".repeat(100_000));
+    let cases: [(&str, Option<&str>, &str); 9] = [
+        ("WORKSPACE_A B", None, "\"WORKSPACE_A B\""),
+        ("WORKSPACE_\n", None, "\"WORKSPACE_\\n\""),
+        ("WORKSPACE_", None, "\"WORKSPACE_\""),
+        (
+            "WORKSPACE_sync_data",
+            Some("WORKSPACE_SYNC_DATA"),
+            "\"WORKSPACE_sync_data\"",
+        ),
+        ("WORKSPACE_A-B", Some("WORKSPACE_A_B"), "\"WORKSPACE_A-B\""),
+        ("WORKSPACE_A=B", None, "\"WORKSPACE_A=B\""),
+        ("WORKSPACE_É", None, "\"WORKSPACE_É\""),
+        ("WORKSPACE_\u{202e}A", None, "\"WORKSPACE_\\u{202e}A\""),
+        (&long, None, "\"WORKSPACE_a ba ba"),
+    ];
+    for (key, suggestion, quoted) in cases {
+        let p = problems(&with(key, "1"));
+        assert_eq!(
+            p,
+            vec![ConfigProblem::InvalidPassThroughKey {
+                key: key.to_owned(),
+                suggestion: suggestion.map(str::to_owned)
+            }],
+            "{key:?}"
+        );
+        let text = p[0].to_string();
+        assert!(text.starts_with(quoted), "{text}");
+        assert!(text.contains("not a valid pass-through key"), "{text}");
+        assert!(text.contains("A-Z, 0-9 and '_'"), "{text}");
+        assert!(text.contains("e.g. WORKSPACE_SYNC_DATA_ENABLED"), "{text}");
+        assert!(!text.contains(['\n', '\u{202e}']), "{text:?}");
+        assert!(text.len() < 300, "{} chars", text.len());
+        if let Some(s) = suggestion {
+            assert!(text.contains(&format!("did you mean {s}?")), "{text}");
+        }
+    }
+    // Lower-case keys are not pass-through keys: unknown, with a suggestion when upper-casing
+    // makes one.
+    assert!(matches!(
+        &problems(&with("workspace_a b", "1"))[..],
+        [ConfigProblem::UnknownKey {
+            suggestion: None,
+            ..
+        }]
+    ));
+    assert!(matches!(
+        &problems(&with("workspace_sync", "1"))[..],
+        [ConfigProblem::UnknownKey { suggestion: Some(s), .. }] if s == "WORKSPACE_SYNC"
+    ));
+    for ok in ["WORKSPACE_A", "WORKSPACE_9", "WORKSPACE_A_1__B"] {
+        let c = WorkloadIdentityConfig::from_data(&with(ok, "x")).unwrap();
+        assert_eq!(c.env_value(ok), Some("x"));
+    }
+}
+
+/// Characters no value may hold, by class: C0 and C1 controls, DEL, and Unicode format (Cf)
+/// characters such as zero-width and bidi ones.
+const FORBIDDEN: [char; 16] = [
+    '\0', '\u{7}', '\t', '\n', '\u{1b}', '\u{7f}', '\u{85}', '\u{9b}', '\u{ad}', '\u{200b}',
+    '\u{200e}', '\u{202e}', '\u{2060}', '\u{2066}', '\u{feff}', '\u{2028}',
+];
+
+#[test]
+fn values_are_free_of_control_and_invisible_characters() {
+    let pass_through = "WORKSPACE_SYNC_DATA_ENABLED";
+    let entries = [
+        (WORKFLOWS_TEMP, TEMP_V),
+        (BILLING_PROJECT, BILLING_V),
+        (SA_EMAIL, EMAIL_V),
+        (OWNER_ID, OWNER_V),
+        (GKE_PROJECT, "acme-gke-prod"),
+        (pass_through, "true"),
+    ];
+    for (key, valid) in entries {
+        for c in FORBIDDEN {
+            // Inside the value, at character 3.
+            let value: String = valid[..2]
+                .chars()
+                .chain([c])
+                .chain(valid[2..].chars())
+                .collect();
+            let p = problems(&with(key, &value));
+            assert!(
+                matches!(
+                    &p[..],
+                    [ConfigProblem::ForbiddenCharacter { key: k, character, position: 3, .. }]
+                        if k == key && *character == c
+                ),
+                "{key} {c:?}: {p:?}"
+            );
+            let text = p[0].to_string();
+            assert!(text.starts_with(key), "{text}");
+            assert!(
+                text.contains(&format!("U+{:04X} at character 3", u32::from(c))),
+                "{text}"
+            );
+            assert!(text.contains("e.g. "), "{text}");
+            assert!(!text.contains(c), "{text:?}");
+        }
+    }
+    // The owner id, however it is written.
+    for v in [
+        "auth0|\u{200b}abc",
+        "\u{feff}auth0|abc",
+        "auth0|abc\u{202e}",
+        "auth0|abc\tdef",
+    ] {
+        assert!(
+            matches!(
+                &problems(&with(OWNER_ID, v))[..],
+                [ConfigProblem::ForbiddenCharacter { .. }]
+            ),
+            "{v:?}"
+        );
+    }
+    // Surrounding whitespace is still named as such (trimming fixes it).
+    assert_eq!(
+        problems(&with(SA_EMAIL, &format!("{EMAIL_V}\n"))),
+        vec![invalid(
+            SA_EMAIL,
+            &format!("{EMAIL_V}\n"),
+            Rule::NoSurroundingWhitespace
+        )]
+    );
+    // Visible non-ASCII and spaces in pass-through values are fine.
+    for v in ["été", " true ", "a\u{a0}b", "日本"] {
+        let c = WorkloadIdentityConfig::from_data(&with(pass_through, v)).unwrap();
+        assert_eq!(c.env_value(pass_through), Some(v));
+    }
+}
+
+#[test]
+fn did_you_mean_skips_absurd_keys_and_is_bounded() {
+    // A typo of a known key, but over 64 characters: no suggestion.
+    let long = format!("{GKE_PROJECT}_{}", "X".repeat(60));
+    assert_eq!(suggest(&long), None);
+    let huge = "G".repeat(2_000_000);
+    assert!(matches!(
+        &problems(&with(&huge, "x"))[..],
+        [ConfigProblem::UnknownKey {
+            suggestion: None,
+            ..
+        }]
+    ));
+    // Many unknown keys: suggestions for the first 20 only.
+    let mut d = acme_data();
+    for i in 0..1000 {
+        d.insert(format!("GKE_CLUSTER_PROJEC{i:04}"), "x".into());
+    }
+    let p = problems(&d);
+    assert_eq!(p.len(), 1000);
+    let suggested = p
+        .iter()
+        .filter(|p| {
+            matches!(
+                p,
+                ConfigProblem::UnknownKey {
+                    suggestion: Some(_),
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(suggested, 20);
+}
+
+const CM_A: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: carto-workload-identity\ndata:\n  GKE_CLUSTER_PROJECT: acme-gke-prod\n";
+
+#[test]
+fn two_config_maps_of_that_name_in_one_file_are_an_error() {
+    let name = "carto-workload-identity";
+    let other = CM_A.replace(name, "something-else");
+    let two = format!("{CM_A}---\n{other}---\n{CM_A}");
+    let e = load_config_map(&two, name).unwrap_err();
+    assert!(
+        e.contains("2 ConfigMaps named \"carto-workload-identity\""),
+        "{e}"
+    );
+    assert!(
+        e.contains("the document at line 1 and the document at line 15"),
+        "{e}"
+    );
+    // Inside a kubectl List.
+    let item: String = CM_A.lines().map(|l| format!("  {l}\n")).collect();
+    let list = format!(
+        "apiVersion: v1\nkind: List\nitems:\n-{}-{}",
+        &item[1..],
+        &item[1..]
+    );
+    let e = load_config_map(&list, name).unwrap_err();
+    assert!(
+        e.contains("item 1 of the List at line 1 and item 2 of the List at line 1"),
+        "{e}"
+    );
+    // A List and a document.
+    let e = load_config_map(&format!("{list}---\n{CM_A}"), name).unwrap_err();
+    assert!(e.contains("3 ConfigMaps named"), "{e}");
+    // One of that name among others is still picked; one alone is taken whatever its name.
+    let picked = load_config_map(&format!("{other}---\n{CM_A}"), name).unwrap();
+    assert_eq!(picked.name.as_deref(), Some(name));
+    assert_eq!(
+        load_config_map(&other, name).unwrap().name.as_deref(),
+        Some("something-else")
+    );
+}
+
+#[test]
+fn yaml_limit_errors_say_which_limit_and_which_line() {
+    let deep = format!("{CM_A}  X: {}1{}\n", "[".repeat(100), "]".repeat(100));
+    let e = load_config_map(&format!("a: 1\n---\n{deep}"), "carto-workload-identity").unwrap_err();
+    assert!(e.contains("nested deeper than 64 levels"), "{e}");
+    assert!(e.contains("at line 9,"), "{e}");
+    assert!(!e.contains("budget"), "{e}");
+    let nodes = format!("{CM_A}  X: [{}]\n", "1,".repeat(300_000));
+    let e = load_config_map(&nodes, "carto-workload-identity").unwrap_err();
+    assert!(e.contains("more than 250,000 YAML nodes"), "{e}");
+    assert!(e.contains("at line 7,"), "{e}");
+    assert!(e.len() < 300, "{e}");
 }
