@@ -101,6 +101,10 @@ const SCENARIOS: &[(&str, Scenario)] = &[
         "cluster_certificate_rotation_keeps_api_server_calls_working",
         cluster_scenarios::cluster_certificate_rotation_keeps_api_server_calls_working,
     ),
+    (
+        "cluster_writes_through_restarts_never_store_uninjected",
+        cluster_scenarios::cluster_writes_through_restarts_never_store_uninjected,
+    ),
 ];
 
 fn main() {

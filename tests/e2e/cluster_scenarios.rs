@@ -579,3 +579,109 @@ pub fn cluster_certificate_rotation_keeps_api_server_calls_working(cp: &ControlP
         hook.metrics()
     );
 }
+
+/// (h) Writes keep coming while the webhook, then the API server, restart. With the chart's
+/// failure policies (mutating `Ignore`, validating `Fail`) and `--enforcement deny`, a target
+/// Deployment is never stored without the four variables: a write the webhook could not mutate is
+/// refused by validation (or by the webhook being unreachable), never stored half-configured.
+pub fn cluster_writes_through_restarts_never_store_uninjected(cp: &ControlPlane) {
+    let own = ControlPlane::start(&cp.dir.join("writes-controlplane"));
+    let install = Install::prepare(&own, "cwrt");
+    install.bind(&own);
+    let names = &install.names;
+    must(
+        own.kubectl(
+            &[
+                "patch",
+                "mutatingwebhookconfiguration",
+                &names.webhook(),
+                "--type=json",
+                "-p",
+                r#"[{"op":"replace","path":"/webhooks/0/failurePolicy","value":"Ignore"}]"#,
+            ],
+            None,
+        ),
+        "mutating failurePolicy Ignore",
+    );
+    let identity = "cwrt-0";
+    let mut hook = ClusterWebhook::launch(&install, identity, install.port, &[]);
+    hook.wait_ready();
+    install.wait_api_server_calls_webhook(&own);
+    set_config(&own, names, &names.system(), &ACME);
+    let app = names.ns("app");
+    selected_namespace(&own, names, &app, &[]);
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let outcomes = std::sync::Mutex::new(Vec::<(usize, bool)>::new());
+    let write = |i: usize| {
+        let d = super::kube::deployment(
+            &format!("w-{i}"),
+            &names.backend(),
+            &[("api", Value::Null)],
+            json!({}),
+        );
+        apply(&own, &app, &d, &[]).status.success()
+    };
+    let count_ok = |outcomes: &std::sync::Mutex<Vec<(usize, bool)>>| {
+        outcomes
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, ok)| *ok)
+            .count()
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let ok = write(i);
+                outcomes.lock().unwrap().push((i, ok));
+                i += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        });
+        let wait_more_ok = |n: usize| {
+            let target = count_ok(&outcomes) + n;
+            wait_until(&format!("{n} more stored writes"), || {
+                if count_ok(&outcomes) >= target {
+                    Ok(())
+                } else {
+                    Err(format!("{:?}", outcomes.lock().unwrap().last()))
+                }
+            });
+        };
+        wait_more_ok(3);
+        // The webhook goes away and comes back.
+        assert_eq!(hook.stop(), Some(0), "a replica exits 0 on SIGTERM");
+        let refused_before = outcomes.lock().unwrap().len();
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        let while_down: Vec<bool> = outcomes.lock().unwrap()[refused_before..]
+            .iter()
+            .map(|(_, ok)| *ok)
+            .collect();
+        assert!(
+            while_down.iter().any(|ok| !ok),
+            "writes were refused while the webhook was down: {while_down:?}"
+        );
+        hook = ClusterWebhook::launch(&install, identity, install.port, &[]);
+        hook.wait_ready();
+        wait_more_ok(3);
+        // Then the API server goes away and comes back.
+        own.restart_apiserver(|| std::thread::sleep(std::time::Duration::from_secs(2)));
+        wait_more_ok(3);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+
+    let stored = deployments(&own, &app);
+    let attempted = outcomes.lock().unwrap().len();
+    assert!(
+        stored.len() >= 9,
+        "{} of {attempted} writes stored",
+        stored.len()
+    );
+    for d in &stored {
+        super::kube::assert_injected(d, "containers", 0);
+    }
+    drop(hook);
+    own.stop();
+}
