@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 use carto_wi_webhook::cli::{CheckArgs, Cli, Command, ReviewArgs};
-use carto_wi_webhook::config::{self, ConfigEntry};
+use carto_wi_webhook::config::{self, ConfigEntry, MAX_CONFIG_FILE_BYTES};
 use carto_wi_webhook::offline;
 
 fn main() -> ExitCode {
@@ -44,29 +44,41 @@ fn main() -> ExitCode {
     }
 }
 
-/// Read a file, or standard input for `-`.
-fn read_input(path: &Path, flag: &str) -> Result<String> {
-    if path == Path::new("-") {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .with_context(|| format!("{flag}: cannot read standard input"))?;
-        Ok(s)
+/// The largest manifest stream `review` reads (a `helm template` of CARTO is ~100 KiB).
+const MAX_MANIFESTS_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Read a file, or standard input for `-`, refusing more than `max` bytes.
+fn read_input(path: &Path, flag: &str, max: u64) -> Result<String> {
+    let what = if path == Path::new("-") {
+        "standard input".to_owned()
     } else {
-        std::fs::read_to_string(path)
-            .with_context(|| format!("{flag}: cannot read {}", path.display()))
+        path.display().to_string()
+    };
+    let reader: Box<dyn Read> = if path == Path::new("-") {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(std::fs::File::open(path).with_context(|| format!("{flag}: cannot read {what}"))?)
+    };
+    let mut bytes = Vec::new();
+    reader
+        .take(max + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("{flag}: cannot read {what}"))?;
+    if bytes.len() as u64 > max {
+        anyhow::bail!("{flag}: {what} is larger than the {max} byte limit");
     }
+    String::from_utf8(bytes).with_context(|| format!("{flag}: {what} is not UTF-8 text"))
 }
 
 fn check(args: &CheckArgs) -> Result<ExitCode> {
     let report = match (&args.file, &args.env_file) {
         (Some(f), _) => offline::check_config_map(
-            &read_input(f, "--filename")?,
+            &read_input(f, "--filename", MAX_CONFIG_FILE_BYTES)?,
             args.namespace.as_deref(),
             &args.service_account,
         ),
         (None, Some(f)) => offline::check_env_file(
-            &read_input(f, "--env-file")?,
+            &read_input(f, "--env-file", MAX_CONFIG_FILE_BYTES)?,
             args.namespace.as_deref(),
             &args.service_account,
         ),
@@ -85,7 +97,7 @@ fn review(args: &ReviewArgs) -> Result<ExitCode> {
     if args.config == Path::new("-") && args.file == Path::new("-") {
         anyhow::bail!("--config and --filename cannot both read standard input");
     }
-    let config_text = read_input(&args.config, "--config")?;
+    let config_text = read_input(&args.config, "--config", MAX_CONFIG_FILE_BYTES)?;
     let loaded = config::load_config_map(&config_text, &settings.config_map)
         .map_err(|e| anyhow::anyhow!("--config {}: {e}", args.config.display()))?;
     if let Err(problems) = &loaded.config {
@@ -97,7 +109,7 @@ fn review(args: &ReviewArgs) -> Result<ExitCode> {
             list.join("\n")
         );
     }
-    let input = read_input(&args.file, "--filename")?;
+    let input = read_input(&args.file, "--filename", MAX_MANIFESTS_BYTES)?;
     let report = offline::review_stream(
         &input,
         ConfigEntry::from_result(loaded.config),

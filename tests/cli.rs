@@ -779,3 +779,26 @@ fn review_edge_case_deployments() {
         again.stderr
     );
 }
+
+#[test]
+fn oversized_inputs_are_refused_unread_naming_the_flag() {
+    let big = format!("# {}\n", "x".repeat(1024 * 1024 + 1));
+    let o = run(&["check", "-f", "-"], Some(&big));
+    assert_eq!(o.code, 2, "{}{}", o.stdout, o.stderr);
+    assert!(
+        o.stderr
+            .contains("--filename: standard input is larger than the 1048576 byte limit"),
+        "{}",
+        o.stderr
+    );
+    let o = run(
+        &["review", "-f", &path("carto-plain.yaml"), "--config", "-"],
+        Some(&big),
+    );
+    assert_eq!(o.code, 2, "{}{}", o.stdout, o.stderr);
+    assert!(
+        o.stderr.contains("--config: standard input is larger than"),
+        "{}",
+        o.stderr
+    );
+}

@@ -56,7 +56,7 @@ pub fn review_stream(
     let docs: Vec<(Document<'_>, Option<Result<Value, String>>)> = yaml::split_documents(input)
         .into_iter()
         .map(|d| {
-            let parsed = (!d.is_empty()).then(|| yaml::parse(d.text));
+            let parsed = (!d.is_empty()).then(|| yaml::parse_document(&d));
             (d, parsed)
         })
         .collect();

@@ -23,7 +23,7 @@ pub struct FilePair {
 }
 
 fn read(flag: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|error| TlsError::Read {
+    crate::file_poll::read_capped(path).map_err(|error| TlsError::Read {
         flag,
         path: path.to_owned(),
         error,

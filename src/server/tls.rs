@@ -65,7 +65,7 @@ pub struct TlsArgs {
 
 /// Read the client CA bundle for mutual TLS.
 pub fn load_client_roots(path: &Path) -> Result<RootCertStore, TlsError> {
-    let pem = std::fs::read(path).map_err(|error| TlsError::Read {
+    let pem = crate::file_poll::read_capped(path).map_err(|error| TlsError::Read {
         flag: "--client-ca",
         path: path.to_owned(),
         error,
