@@ -648,7 +648,7 @@ pub fn chart_security_scan(cp: &ControlPlane) {
     let report: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("checkov output is not JSON ({e}): {}", text(&out)));
     let failed: Vec<Value> = match &report {
-        Value::Array(runs) => runs.iter().flat_map(|r| failed_checks(r)).collect(),
+        Value::Array(runs) => runs.iter().flat_map(failed_checks).collect(),
         r => failed_checks(r),
     };
     let mut seen: Vec<String> = Vec::new();
