@@ -4,9 +4,12 @@
 //! One control plane is shared; each scenario runs its own webhook process, its own webhook
 //! configurations and its own namespaces, so scenarios run in parallel. The `cluster_` scenarios
 //! run the webhook in cluster mode, as a ServiceAccount bound to examples/rbac.yaml, under names
-//! of their own (every cluster-mode reconciler works cluster-wide). Everything is stopped
+//! of their own (every cluster-mode reconciler works cluster-wide). The `chart_` scenarios test
+//! charts/carto-wi-webhook (helm comes from the same control-plane build). Everything is stopped
 //! when the run ends, pass or fail; logs stay under target/e2e/ for diagnosis.
 
+#[path = "e2e/chart.rs"]
+mod chart;
 #[path = "e2e/cluster.rs"]
 mod cluster;
 #[path = "e2e/cluster_mode.rs"]
@@ -104,6 +107,27 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     (
         "cluster_writes_through_restarts_never_store_uninjected",
         cluster_scenarios::cluster_writes_through_restarts_never_store_uninjected,
+    ),
+    (
+        "chart_lint_and_schema_reject_bad_values",
+        chart::chart_lint_and_schema_reject_bad_values,
+    ),
+    (
+        "chart_renders_accepted_by_api_server",
+        chart::chart_renders_accepted_by_api_server,
+    ),
+    (
+        "chart_rbac_is_examples_rbac",
+        chart::chart_rbac_is_examples_rbac,
+    ),
+    (
+        "chart_readme_values_table_matches_schema",
+        chart::chart_readme_values_table_matches_schema,
+    ),
+    ("chart_security_scan", chart::chart_security_scan),
+    (
+        "chart_objects_inject_plain_carto_install",
+        chart::chart_objects_inject_plain_carto_install,
     ),
 ];
 

@@ -387,6 +387,12 @@ impl ClusterWebhook {
         ] {
             cmd.env_remove(v);
         }
+        Self::spawn(identity, port, admin_port, log, cmd)
+    }
+
+    /// Run `cmd` (a `serve` listening on `port`, admin on `admin_port`) as replica `identity`,
+    /// its output in `log`; does not wait.
+    pub fn spawn(identity: &str, port: u16, admin_port: u16, log: PathBuf, cmd: Command) -> Self {
         let proc = Proc::spawn(&format!("webhook {identity}"), cmd, &log);
         Self {
             identity: identity.to_owned(),
