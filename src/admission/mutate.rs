@@ -17,26 +17,29 @@ pub fn mutate(s: &Subject<'_, '_>, snapshot: &ConfigSnapshot, settings: &Setting
         return Decision::allow(s.kind);
     }
     let (kind, obj, namespace) = (s.kind, s.obj, s.namespace);
-    let mut decision = Decision::allow(kind);
     let config = match snapshot.resolve(namespace) {
         Resolved::Config(c, _) => c,
         Resolved::None => {
-            decision.warnings.push(format!(
-                "no {} ConfigMap for namespace {} nor a cluster default: Workload Identity not injected",
-                settings.config_map,
-                quote(namespace, MAX_QUOTED_NAME)
-            ));
-            return decision;
+            return not_injected(
+                kind,
+                format!(
+                    "no {} ConfigMap for namespace {} nor a cluster default",
+                    settings.config_map,
+                    quote(namespace, MAX_QUOTED_NAME)
+                ),
+            );
         }
         Resolved::Broken(problems, _) => {
             let n = problems.len();
-            decision.warnings.push(format!(
-                "the {} ConfigMap for namespace {} is invalid ({n} problem{}): Workload Identity not injected",
-                settings.config_map,
-                quote(namespace, MAX_QUOTED_NAME),
-                if n == 1 { "" } else { "s" }
-            ));
-            return decision;
+            return not_injected(
+                kind,
+                format!(
+                    "the {} ConfigMap for namespace {} is invalid ({n} problem{})",
+                    settings.config_map,
+                    quote(namespace, MAX_QUOTED_NAME),
+                    if n == 1 { "" } else { "s" }
+                ),
+            );
         }
     };
     let mut patch = PatchBuilder::default();
@@ -47,14 +50,27 @@ pub fn mutate(s: &Subject<'_, '_>, snapshot: &ConfigSnapshot, settings: &Setting
     }
     if patch.is_full() {
         // No partial patch: validation refuses what is left unpatched.
-        decision.warnings.push(format!(
-            "the patch would be over {MAX_PATCH_BYTES} bytes (too many containers or env entries): Workload Identity not injected"
-        ));
-        return decision;
+        return not_injected(
+            kind,
+            format!(
+                "the patch would be over {MAX_PATCH_BYTES} bytes (too many containers or env entries)"
+            ),
+        );
     }
+    let mut decision = Decision::allow(kind);
     decision.patch = patch.build();
     decision.warnings = warns.finish();
     decision
+}
+
+/// Allowed unpatched, with one warning saying why.
+fn not_injected(kind: Kind, why: String) -> Decision {
+    let mut warns = Warnings::default();
+    warns.push(format!("{why}: Workload Identity not injected"));
+    Decision {
+        warnings: warns.finish(),
+        ..Decision::allow(kind)
+    }
 }
 
 fn mutate_service_account(

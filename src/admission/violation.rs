@@ -114,7 +114,7 @@ pub enum Violation {
     /// The pod template has more containers and init containers than any real pod: it is not
     /// checked (nor patched).
     #[error(
-        "the pod template has {count} containers and init containers, more than the {MAX_CONTAINERS} the webhook checks"
+        "the pod template has {count} containers and init containers, more than the {MAX_CONTAINERS} the webhook handles"
     )]
     TooManyContainers {
         /// How many it has.
@@ -122,7 +122,7 @@ pub enum Violation {
     },
     /// A container has more env entries than any real pod: the pod template is not checked.
     #[error(
-        "container {container:?} has {count} env entries, more than the {MAX_ENV_ENTRIES} the webhook checks"
+        "container {container:?} has {count} env entries, more than the {MAX_ENV_ENTRIES} the webhook handles"
     )]
     TooManyEnvEntries {
         /// Container name (cut).
