@@ -3,7 +3,8 @@
 //!
 //! - [`config`]: the ConfigMap keys, their rules, the typed config, the snapshot of all configs,
 //!   the store it is published into and the `--config` file source.
-//! - [`admission`]: the pure core — `(request, snapshot, settings) -> Decision`.
+//! - [`admission`]: the pure core — `(request, snapshot, settings) -> Decision`; [`limits`]: the
+//!   cost bounds of one request.
 //! - [`offline`]: the `check` and `review` commands over files, built on the core.
 //! - [`server`]: the HTTPS admission listener, its routes and the admin listener.
 //! - [`pki`]: certificates: a small CA, the `certs` command, file and ephemeral sources, the
@@ -24,6 +25,7 @@ pub mod cluster;
 pub mod config;
 pub mod duration;
 mod file_poll;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod offline;

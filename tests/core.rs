@@ -4,6 +4,8 @@
 #[path = "core/common.rs"]
 mod common;
 
+#[path = "core/bounds.rs"]
+mod bounds;
 #[path = "core/carto.rs"]
 mod carto;
 #[path = "core/config.rs"]

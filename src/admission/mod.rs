@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use json_patch::Patch;
 use kube::core::admission::Operation;
 
+pub mod limits;
 mod mutate;
 pub mod patch;
 pub mod target;
@@ -19,7 +20,7 @@ pub mod wire;
 
 pub use target::Kind;
 use target::Subject;
-pub use violation::{Denial, Found, Violation};
+pub use violation::{Denial, Found, Violation, ViolationList, group as group_violations};
 
 use crate::config::ConfigSnapshot;
 use crate::settings::Settings;
@@ -156,7 +157,9 @@ pub struct Decision {
     pub warnings: Vec<String>,
     /// Set when the request is rejected.
     pub denial: Option<Denial>,
-    /// Every violation found, whatever the enforcement mode did with it.
+    /// Every violation found, whatever the enforcement mode did with it: as found when there
+    /// are at most [`limits::MAX_LISTED_VIOLATIONS`], else grouped and capped
+    /// ([`ViolationList`]); [`Decision::violation_count`] counts them all.
     pub violations: Vec<Violation>,
     /// Audit annotations (enforcement `audit`).
     pub audit_annotations: BTreeMap<String, String>,
@@ -169,6 +172,11 @@ impl Decision {
             kind: Some(kind),
             ..Self::default()
         }
+    }
+
+    /// How many violations were found, grouped ones included.
+    pub fn violation_count(&self) -> usize {
+        self.violations.iter().map(Violation::occurrences).sum()
     }
 
     /// Is the request allowed?

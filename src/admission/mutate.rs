@@ -2,10 +2,12 @@
 
 use serde_json::{Map, Value, json};
 
+use super::Decision;
+use super::limits::{MAX_PATCH_BYTES, MAX_QUOTED_CONTAINER, MAX_QUOTED_NAME, cut, quote};
 use super::patch::{Lookup, PatchBuilder, pointer};
-use super::target::{self, ContainerRef, Kind, Subject};
-use super::view::{Field, Object};
-use super::{Decision, warnings};
+use super::target::{self, ContainerRef, Kind, Skips, Subject, VarIndex};
+use super::view::{EnvVar, Field, Object};
+use super::warnings::{self, Warnings};
 use crate::config::{ConfigSnapshot, Resolved, WorkloadIdentityConfig};
 use crate::settings::{CONFIG_HASH_ANNOTATION, GCP_SA_ANNOTATION, Settings};
 
@@ -15,42 +17,67 @@ pub fn mutate(s: &Subject<'_, '_>, snapshot: &ConfigSnapshot, settings: &Setting
         return Decision::allow(s.kind);
     }
     let (kind, obj, namespace) = (s.kind, s.obj, s.namespace);
-    let mut decision = Decision::allow(kind);
     let config = match snapshot.resolve(namespace) {
         Resolved::Config(c, _) => c,
         Resolved::None => {
-            decision.warnings.push(format!(
-                "no {} ConfigMap for namespace {namespace:?} nor a cluster default: Workload Identity not injected",
-                settings.config_map
-            ));
-            return decision;
+            return not_injected(
+                kind,
+                format!(
+                    "no {} ConfigMap for namespace {} nor a cluster default",
+                    settings.config_map,
+                    quote(namespace, MAX_QUOTED_NAME)
+                ),
+            );
         }
         Resolved::Broken(problems, _) => {
             let n = problems.len();
-            decision.warnings.push(format!(
-                "the {} ConfigMap for namespace {namespace:?} is invalid ({n} problem{}): Workload Identity not injected",
-                settings.config_map,
-                if n == 1 { "" } else { "s" }
-            ));
-            return decision;
+            return not_injected(
+                kind,
+                format!(
+                    "the {} ConfigMap for namespace {} is invalid ({n} problem{})",
+                    settings.config_map,
+                    quote(namespace, MAX_QUOTED_NAME),
+                    if n == 1 { "" } else { "s" }
+                ),
+            );
         }
     };
     let mut patch = PatchBuilder::default();
-    let mut warns = Vec::new();
+    let mut warns = Warnings::default();
     match kind {
         Kind::ServiceAccount => mutate_service_account(obj, config, &mut patch, &mut warns),
         _ => mutate_deployment(obj, config, settings, &mut patch, &mut warns),
     }
+    if patch.is_full() {
+        // No partial patch: validation refuses what is left unpatched.
+        return not_injected(
+            kind,
+            format!(
+                "the patch would be over {MAX_PATCH_BYTES} bytes (too many containers or env entries)"
+            ),
+        );
+    }
+    let mut decision = Decision::allow(kind);
     decision.patch = patch.build();
-    decision.warnings = warnings::finalize(warns);
+    decision.warnings = warns.finish();
     decision
+}
+
+/// Allowed unpatched, with one warning saying why.
+fn not_injected(kind: Kind, why: String) -> Decision {
+    let mut warns = Warnings::default();
+    warns.push(format!("{why}: Workload Identity not injected"));
+    Decision {
+        warnings: warns.finish(),
+        ..Decision::allow(kind)
+    }
 }
 
 fn mutate_service_account(
     obj: &Object<'_>,
     config: &WorkloadIdentityConfig,
     patch: &mut PatchBuilder,
-    warns: &mut Vec<String>,
+    warns: &mut Warnings,
 ) {
     let annotations = obj.metadata.annotations.as_ref();
     let lookup = |k: &str| {
@@ -82,19 +109,31 @@ fn mutate_deployment(
     config: &WorkloadIdentityConfig,
     settings: &Settings,
     patch: &mut PatchBuilder,
-    warns: &mut Vec<String>,
+    warns: &mut Warnings,
 ) {
     let Some(pod) = obj.pod_spec() else {
         return;
     };
-    let skipped = target::skipped_containers(obj);
-    for unknown in target::unknown_skips(pod, &skipped) {
-        warns.push(format!(
-            "skip-containers names {unknown:?}, which is not a container of this pod template"
-        ));
+    if let Some(too_large) = target::oversize(pod) {
+        // Beyond any real pod: no patch (validation refuses it).
+        warns.push(format!("{too_large}: Workload Identity not injected"));
+        return;
     }
-    for c in target::managed_containers(pod, settings.include_init_containers, &skipped) {
-        inject_env(&c, config, patch, warns);
+    let skips = Skips::of(obj, pod);
+    for unknown in skips.unknown() {
+        warns.push_with(|| {
+            format!(
+                "skip-containers names {}, which is not a container of this pod template",
+                quote(unknown, MAX_QUOTED_CONTAINER)
+            )
+        });
+    }
+    let index = VarIndex::new(config.env().iter().map(|(k, _)| k.as_str()));
+    for c in target::managed_containers(pod, settings.include_init_containers, &skips) {
+        inject_env(&c, &index, config, patch, warns);
+        if patch.is_full() {
+            return;
+        }
     }
     stamp_hash(obj, config, patch);
 }
@@ -128,15 +167,24 @@ fn env_var(name: &str, value: &str) -> Value {
     Value::Object(m)
 }
 
-/// Make every managed variable of one container equal the config.
+/// Make every managed variable of one container equal the config (`index` is its env list by
+/// name): one pass over the container's env list, then one over the config's.
 fn inject_env(
     c: &ContainerRef<'_, '_>,
+    index: &VarIndex<'_>,
     config: &WorkloadIdentityConfig,
     patch: &mut PatchBuilder,
-    warns: &mut Vec<String>,
+    warns: &mut Warnings,
 ) {
-    let index = c.index.to_string();
-    let env_path = ["spec", "template", "spec", c.field, index.as_str(), "env"];
+    let position = c.index.to_string();
+    let env_path = [
+        "spec",
+        "template",
+        "spec",
+        c.field,
+        position.as_str(),
+        "env",
+    ];
     let list = match &c.container.env {
         Field::Absent | Field::Null => {
             let all = config.env().iter().map(|(k, v)| env_var(k, v)).collect();
@@ -146,48 +194,72 @@ fn inject_env(
         Field::Value(list) => list,
         Field::Wrong => {
             warns.push(format!(
-                "container {:?}: env is not a list; left untouched",
-                c.name
+                "container {}: env is not a list; left untouched",
+                quote(c.name, MAX_QUOTED_CONTAINER)
             ));
             return;
         }
     };
-    for (name, value) in config.env() {
+    let hits = index.hits(list);
+    let mut hits = hits.iter().peekable();
+    for (i, (name, value)) in config.env().iter().enumerate() {
         let mut found = false;
-        for (j, entry) in list.iter().enumerate() {
-            let Some(entry) = entry.get().filter(|e| e.name.str() == Some(name)) else {
-                continue;
-            };
+        while let Some(&(_, j)) = hits.next_if(|(v, _)| *v == i) {
             found = true;
-            let literal = entry.value.str();
-            let has_value_from = entry.value_from.is_set();
-            if literal == Some(value) && !has_value_from {
-                continue;
+            if let Some(entry) = list[j].get() {
+                set_entry(c, &env_path, j, entry, (name, value), patch, warns);
             }
-            let j = j.to_string();
-            let entry_path = env_path.iter().copied().chain([j.as_str()]);
-            let was = if has_value_from {
-                patch.replace(pointer(entry_path), env_var(name, value));
-                "valueFrom".to_owned()
-            } else {
-                let path = pointer(entry_path.chain(["value"]));
-                let new = Value::String(value.clone());
-                // `replace` needs the member to exist; `{name: X}` alone means an empty value.
-                if entry.value.is_present() {
-                    patch.replace(path, new);
-                } else {
-                    patch.add(path, new);
-                }
-                warnings::short(literal.unwrap_or(""))
-            };
-            warns.push(format!(
-                "container {:?}: {name} was {was}, set to the configured value",
-                c.name
-            ));
         }
         if !found {
             let append = env_path.iter().copied().chain(["-"]);
             patch.add(pointer(append), env_var(name, value));
         }
+        if patch.is_full() {
+            return;
+        }
     }
+}
+
+/// Make entry `j` (named `name`) of a container's env list hold `value`, with a warning when it
+/// held something else.
+fn set_entry(
+    c: &ContainerRef<'_, '_>,
+    env_path: &[&str],
+    j: usize,
+    entry: &EnvVar<'_>,
+    (name, value): (&str, &str),
+    patch: &mut PatchBuilder,
+    warns: &mut Warnings,
+) {
+    let literal = entry.value.str();
+    let has_value_from = entry.value_from.is_set();
+    if literal == Some(value) && !has_value_from {
+        return;
+    }
+    let j = j.to_string();
+    let entry_path = env_path.iter().copied().chain([j.as_str()]);
+    if has_value_from {
+        patch.replace(pointer(entry_path), env_var(name, value));
+    } else {
+        let path = pointer(entry_path.chain(["value"]));
+        let new = Value::String(value.to_owned());
+        // `replace` needs the member to exist; `{name: X}` alone means an empty value.
+        if entry.value.is_present() {
+            patch.replace(path, new);
+        } else {
+            patch.add(path, new);
+        }
+    }
+    warns.push_with(|| {
+        let was = if has_value_from {
+            "valueFrom".to_owned()
+        } else {
+            warnings::short(literal.unwrap_or(""))
+        };
+        format!(
+            "container {}: {} was {was}, set to the configured value",
+            quote(c.name, MAX_QUOTED_CONTAINER),
+            cut(name, MAX_QUOTED_NAME)
+        )
+    });
 }

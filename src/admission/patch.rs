@@ -1,17 +1,52 @@
 //! A small builder for minimal RFC 6902 patches with correctly escaped JSON pointers.
 
+use std::io;
+
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
 use serde_json::Value;
+
+use super::limits::MAX_PATCH_BYTES;
 
 /// Reads the present value of a key in a string map: `None` when absent, `Some(None)` when the
 /// value is not a string.
 pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<Option<String>>;
 
 /// Collects patch operations; paths are built from unescaped tokens (`/` → `~1`, `~` → `~0`).
-#[derive(Debug, Default)]
+/// The patch's JSON size is kept within a budget ([`MAX_PATCH_BYTES`] by default): once an
+/// operation would pass it, the builder is full, drops what it holds and builds no patch.
+#[derive(Debug)]
 pub struct PatchBuilder {
     ops: Vec<PatchOperation>,
+    /// The JSON size of `ops`, as `[op,op]`.
+    bytes: usize,
+    budget: usize,
+    full: bool,
+}
+
+impl Default for PatchBuilder {
+    fn default() -> Self {
+        Self::with_budget(MAX_PATCH_BYTES)
+    }
+}
+
+/// Counts the bytes written to it.
+struct Counter(usize);
+
+impl io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The size of `op` in JSON.
+fn json_len(op: &PatchOperation) -> usize {
+    let mut c = Counter(0);
+    serde_json::to_writer(&mut c, op).map_or(usize::MAX, |()| c.0)
 }
 
 /// Build a pointer from unescaped tokens.
@@ -20,16 +55,44 @@ pub fn pointer<'a>(tokens: impl IntoIterator<Item = &'a str>) -> PointerBuf {
 }
 
 impl PatchBuilder {
+    /// A builder whose patch may be at most `budget` bytes of JSON.
+    pub fn with_budget(budget: usize) -> Self {
+        Self {
+            ops: Vec::new(),
+            bytes: 2,
+            budget,
+            full: false,
+        }
+    }
+
     /// `add` at `path`.
     pub fn add(&mut self, path: PointerBuf, value: Value) {
-        self.ops
-            .push(PatchOperation::Add(AddOperation { path, value }));
+        self.push(PatchOperation::Add(AddOperation { path, value }));
     }
 
     /// `replace` at `path`.
     pub fn replace(&mut self, path: PointerBuf, value: Value) {
-        self.ops
-            .push(PatchOperation::Replace(ReplaceOperation { path, value }));
+        self.push(PatchOperation::Replace(ReplaceOperation { path, value }));
+    }
+
+    fn push(&mut self, op: PatchOperation) {
+        if self.full {
+            return;
+        }
+        // One comma per operation after the first.
+        let size = json_len(&op).saturating_add(usize::from(!self.ops.is_empty()));
+        if self.bytes.saturating_add(size) > self.budget {
+            self.full = true;
+            self.ops = Vec::new();
+            return;
+        }
+        self.bytes += size;
+        self.ops.push(op);
+    }
+
+    /// True once the patch would pass its budget: it is then dropped, and more work is useless.
+    pub fn is_full(&self) -> bool {
+        self.full
     }
 
     /// Make the string map at `map_path` hold every `(key, value)` of `entries`, adding the map
@@ -70,15 +133,33 @@ impl PatchBuilder {
         self.ops.is_empty()
     }
 
-    /// The patch, or `None` when there is nothing to change.
+    /// The patch, or `None` when there is nothing to change (or it passed its budget).
     pub fn build(self) -> Option<Patch> {
-        (!self.ops.is_empty()).then_some(Patch(self.ops))
+        (!self.full && !self.ops.is_empty()).then_some(Patch(self.ops))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn size_is_tracked_exactly_and_the_budget_holds() {
+        let mut p = PatchBuilder::with_budget(1_000);
+        for i in 0..5 {
+            p.add(pointer(["a", &i.to_string()]), Value::String("x~\"".into()));
+        }
+        let bytes = p.bytes;
+        let patch = p.build().expect("under budget");
+        assert_eq!(serde_json::to_vec(&patch).unwrap().len(), bytes);
+
+        let mut p = PatchBuilder::with_budget(bytes);
+        for i in 0..6 {
+            p.add(pointer(["a", &i.to_string()]), Value::String("x~\"".into()));
+        }
+        assert!(p.is_full());
+        assert!(p.build().is_none());
+    }
 
     #[test]
     fn escapes_slash_and_tilde() {

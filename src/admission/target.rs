@@ -1,6 +1,10 @@
 //! What an object is to the webhook: which of our targets, and the parts of it we read.
 
-use super::view::{Container, Field, Object, PodSpec};
+use std::collections::{HashMap, HashSet};
+
+use super::Violation;
+use super::limits::{MAX_CONTAINERS, MAX_ENV_ENTRIES, MAX_QUOTED_CONTAINER, cut};
+use super::view::{Container, EnvVar, Field, Object, PodSpec};
 use crate::config::ConfigSnapshot;
 use crate::settings::{INJECT_LABEL, SKIP_CONTAINERS_ANNOTATION, Settings};
 
@@ -92,25 +96,123 @@ pub fn is_target_deployment(name: &str, obj: &Object<'_>, settings: &Settings) -
         && (settings.deployments.is_empty() || settings.deployments.iter().any(|d| d == name))
 }
 
-/// Container names listed in `skip-containers` on the Deployment or its pod template.
-pub fn skipped_containers<'o>(obj: &'o Object<'_>) -> Vec<&'o str> {
-    let from_object = obj
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(SKIP_CONTAINERS_ANNOTATION));
-    let from_template = obj
-        .template_meta()
-        .and_then(|m| m.annotations.get())
-        .and_then(|a| a.get(SKIP_CONTAINERS_ANNOTATION))
-        .and_then(Field::str);
-    from_object
-        .into_iter()
-        .chain(from_template)
-        .flat_map(|list| list.split(','))
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect()
+/// The `skip-containers` lists of a Deployment (its own annotation, then its pod template's),
+/// and which containers they name. Built in one pass over the lists whatever their length.
+#[derive(Default)]
+pub struct Skips<'o> {
+    lists: [Option<&'o str>; 2],
+    /// Every container and init container name (only when something is listed).
+    names: HashSet<&'o str>,
+    /// The listed names that are containers.
+    skipped: HashSet<&'o str>,
+}
+
+impl<'o> Skips<'o> {
+    /// The skip lists of `obj`, whose pod template is `pod`.
+    pub fn of(obj: &'o Object<'_>, pod: &'o PodSpec<'_>) -> Self {
+        let from_object = obj
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(SKIP_CONTAINERS_ANNOTATION));
+        let from_template = obj
+            .template_meta()
+            .and_then(|m| m.annotations.get())
+            .and_then(|a| a.get(SKIP_CONTAINERS_ANNOTATION))
+            .and_then(Field::str);
+        let mut skips = Self {
+            lists: [from_object, from_template],
+            ..Self::default()
+        };
+        if skips.listed().next().is_some() {
+            skips.names = ["containers", "initContainers"]
+                .iter()
+                .flat_map(|f| pod.list(f))
+                .filter_map(|c| c.get()?.name.str())
+                .collect();
+            let skipped = skips.listed().filter(|s| skips.names.contains(s)).collect();
+            skips.skipped = skipped;
+        }
+        skips
+    }
+
+    /// Every name listed, in order (repeats included).
+    fn listed(&self) -> impl Iterator<Item = &'o str> + use<'o> {
+        self.lists
+            .into_iter()
+            .flatten()
+            .flat_map(|list| list.split(','))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Is the container named `name` skipped?
+    pub fn contains(&self, name: &str) -> bool {
+        self.skipped.contains(name)
+    }
+
+    /// Names in the skip lists that match no container (a likely typo worth a warning).
+    pub fn unknown(&self) -> impl Iterator<Item = &'o str> + '_ {
+        self.listed().filter(|s| !self.names.contains(s))
+    }
+}
+
+/// Why a pod template is beyond any real pod ([`MAX_CONTAINERS`], [`MAX_ENV_ENTRIES`]), if it is:
+/// such a template is neither patched nor checked.
+pub fn oversize(pod: &PodSpec<'_>) -> Option<Violation> {
+    let lists = [pod.list("containers"), pod.list("initContainers")];
+    let count: usize = lists.iter().map(|l| l.len()).sum();
+    if count > MAX_CONTAINERS {
+        return Some(Violation::TooManyContainers { count });
+    }
+    lists.iter().flat_map(|l| l.iter()).find_map(|c| {
+        let c = c.get()?;
+        let count = c.env.get()?.len();
+        (count > MAX_ENV_ENTRIES).then(|| Violation::TooManyEnvEntries {
+            container: cut(c.name.str().unwrap_or(""), MAX_QUOTED_CONTAINER).into_owned(),
+            count,
+        })
+    })
+}
+
+/// The variables a config manages, by name: where each is in the config's env list.
+pub struct VarIndex<'c> {
+    names: Vec<&'c str>,
+    /// Only for long lists (a linear search is faster for the usual five or so).
+    by_name: Option<HashMap<&'c str, usize>>,
+}
+
+impl<'c> VarIndex<'c> {
+    /// Lists longer than this are hashed.
+    const LINEAR: usize = 16;
+
+    /// Index `names` (distinct).
+    pub fn new(names: impl Iterator<Item = &'c str>) -> Self {
+        let names: Vec<&'c str> = names.collect();
+        let by_name = (names.len() > Self::LINEAR)
+            .then(|| names.iter().enumerate().map(|(i, n)| (*n, i)).collect());
+        Self { names, by_name }
+    }
+
+    /// Where `name` is in the list.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        match &self.by_name {
+            Some(map) => map.get(name).copied(),
+            None => self.names.iter().position(|n| *n == name),
+        }
+    }
+
+    /// The env entries that set a managed variable, as `(variable, entry)` positions, ordered by
+    /// variable then entry: one pass over the list, whatever its length.
+    pub fn hits(&self, env: &[Field<EnvVar<'_>>]) -> Vec<(usize, usize)> {
+        let mut hits: Vec<(usize, usize)> = env
+            .iter()
+            .enumerate()
+            .filter_map(|(j, e)| Some((self.position(e.get()?.name.str()?)?, j)))
+            .collect();
+        hits.sort_unstable();
+        hits
+    }
 }
 
 /// One container of the pod template that the webhook manages.
@@ -129,7 +231,7 @@ pub struct ContainerRef<'p, 'a> {
 pub fn managed_containers<'p, 'a>(
     pod: &'p PodSpec<'a>,
     include_init: bool,
-    skipped: &[&str],
+    skips: &Skips<'_>,
 ) -> Vec<ContainerRef<'p, 'a>> {
     let fields: &[&'static str] = if include_init {
         &["initContainers", "containers"]
@@ -143,7 +245,7 @@ pub fn managed_containers<'p, 'a>(
                 continue;
             };
             let name = container.name.str().unwrap_or("");
-            if !skipped.contains(&name) {
+            if !skips.contains(name) {
                 out.push(ContainerRef {
                     field,
                     index,
@@ -154,18 +256,4 @@ pub fn managed_containers<'p, 'a>(
         }
     }
     out
-}
-
-/// Names in the skip list that match no container (a likely typo worth a warning).
-pub fn unknown_skips<'s>(pod: &PodSpec<'_>, skipped: &[&'s str]) -> Vec<&'s str> {
-    let names: Vec<&str> = ["containers", "initContainers"]
-        .iter()
-        .flat_map(|f| pod.list(f))
-        .filter_map(|c| c.get()?.name.str())
-        .collect();
-    skipped
-        .iter()
-        .copied()
-        .filter(|s| !names.contains(s))
-        .collect()
 }

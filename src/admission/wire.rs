@@ -10,6 +10,10 @@ use base64::Engine;
 use serde::Serialize;
 
 use super::Decision;
+use super::limits::cut;
+
+/// The longest message of a 400 answer, in chars.
+pub const MAX_INVALID_MESSAGE: usize = 1024;
 
 /// `admission.k8s.io/v1`.
 pub const API_VERSION: &str = "admission.k8s.io/v1";
@@ -82,14 +86,16 @@ impl ReviewResponse {
         })
     }
 
-    /// A request that could not be understood (kept with its uid when one was readable).
+    /// A request that could not be understood (kept with its uid when one was readable). The
+    /// message is cut to [`MAX_INVALID_MESSAGE`] chars: parse errors may quote the input.
     pub fn invalid(uid: String, message: impl Into<String>) -> Self {
+        let message: String = message.into();
         Self::new(Response {
             uid,
             allowed: false,
             status: Some(Status {
                 code: 400,
-                message: message.into(),
+                message: cut(&message, MAX_INVALID_MESSAGE).into_owned(),
                 reason: "BadRequest",
             }),
             patch: None,

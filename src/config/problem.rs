@@ -2,6 +2,21 @@
 
 use std::fmt;
 
+use crate::limits::{MAX_QUOTED_NAME, MAX_QUOTED_VALUE, cut, quote};
+
+/// A key quoted in a message, cut (it may be anything a client wrote).
+fn k(key: &str) -> std::borrow::Cow<'_, str> {
+    cut(key, MAX_QUOTED_NAME)
+}
+
+/// A value quoted in a message, cut and quoted.
+fn v(value: &str) -> String {
+    quote(value, MAX_QUOTED_VALUE)
+}
+
+/// A free-form message (it may quote client input), cut.
+const MAX_MALFORMED: usize = 512;
+
 /// A rule a configuration value breaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rule {
@@ -49,7 +64,7 @@ pub enum ConfigProblem {
         example: &'static str,
     },
     /// A value breaks a rule.
-    #[error("{key}: {value:?} {rule}; e.g. \"{example}\"")]
+    #[error("{}: {} {rule}; e.g. \"{example}\"", k(.key), v(.value))]
     Invalid {
         /// The key at fault.
         key: String,
@@ -61,7 +76,7 @@ pub enum ConfigProblem {
         example: &'static str,
     },
     /// A key the webhook does not know.
-    #[error("{key}: unknown key{}", suggestion_text(.suggestion))]
+    #[error("{}: unknown key{}", k(.key), suggestion_text(.suggestion))]
     UnknownKey {
         /// The key as given.
         key: String,
@@ -99,19 +114,19 @@ pub enum ConfigProblem {
         example: String,
     },
     /// `binaryData` is not read by the webhook.
-    #[error("binaryData.{key}: binary values are not supported; put the value under data")]
+    #[error("binaryData.{}: binary values are not supported; put the value under data", k(.key))]
     BinaryData {
         /// The binary key.
         key: String,
     },
     /// A data value that is not a string (YAML `true` or `123` unquoted).
-    #[error("{key}: value must be a string; quote it, e.g. {key}: \"true\"")]
+    #[error("{key}: value must be a string; quote it, e.g. {key}: \"true\"", key = k(.key))]
     NotAString {
         /// The key at fault.
         key: String,
     },
     /// The document is not a ConfigMap at all.
-    #[error("{0}")]
+    #[error("{}", cut(.0, MAX_MALFORMED))]
     Malformed(String),
 }
 
@@ -123,7 +138,7 @@ fn did_you_mean(s: &Option<String>) -> String {
 
 fn suggestion_text(s: &Option<String>) -> String {
     match s {
-        Some(s) => format!("; did you mean {s}?"),
+        Some(s) => format!("; did you mean {}?", k(s)),
         None => format!(
             "; allowed keys are {}, {}, or any other WORKSPACE_* key to pass through as an env var",
             super::keys::REQUIRED.join(", "),
@@ -137,7 +152,7 @@ fn suggestion_text(s: &Option<String>) -> String {
 pub enum ConfigWarning {
     /// The owner id does not look like `<provider>|<id>`.
     #[error(
-        "{key}: {value:?} does not look like <provider>|<id> (e.g. auth0|3idsj230990sj4wsddd10)"
+        "{key}: {} does not look like <provider>|<id> (e.g. auth0|3idsj230990sj4wsddd10)", v(.value)
     )]
     OwnerIdFormat {
         /// The key.
@@ -147,7 +162,7 @@ pub enum ConfigWarning {
     },
     /// `GKE_CLUSTER_PROJECT` is absent; the billing project is assumed for the IAM member.
     #[error(
-        "GKE_CLUSTER_PROJECT not set: assuming the billing project {0:?} hosts the cluster for the IAM member"
+        "GKE_CLUSTER_PROJECT not set: assuming the billing project {} hosts the cluster for the IAM member", v(.0)
     )]
     ClusterProjectAssumed(String),
 }

@@ -3,6 +3,8 @@
 //! have no escapes.
 
 use std::borrow::Cow;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -252,10 +254,15 @@ impl<'a> LooseMap<'a> {
     /// Each key once, at its first place, with its last value (what a JSON map keeps).
     pub fn entries(&self) -> Vec<(&str, &Field<Cow<'a, str>>)> {
         let mut out: Vec<(&str, &Field<Cow<'a, str>>)> = Vec::with_capacity(self.0.len());
+        // Where each key is in `out`: one pass, however many keys.
+        let mut slots: HashMap<&str, usize> = HashMap::with_capacity(self.0.len());
         for (k, v) in &self.0 {
-            match out.iter_mut().find(|(seen, _)| *seen == k.as_ref()) {
-                Some(slot) => slot.1 = v,
-                None => out.push((k.as_ref(), v)),
+            match slots.entry(k.as_ref()) {
+                Entry::Occupied(slot) => out[*slot.get()].1 = v,
+                Entry::Vacant(slot) => {
+                    slot.insert(out.len());
+                    out.push((k.as_ref(), v));
+                }
             }
         }
         out
@@ -279,9 +286,10 @@ pub struct Keys<'a>(pub Vec<Cow<'a, str>>);
 impl<'de: 'a, 'a> Typed<'de> for Keys<'a> {
     fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Field<Self>, A::Error> {
         let mut out = Vec::new();
+        let mut seen = HashSet::new();
         while let Some(k) = map.next_key::<Str<'de>>()? {
             map.next_value::<IgnoredAny>()?;
-            if !out.contains(&k.0) {
+            if seen.insert(k.0.clone()) {
                 out.push(k.0);
             }
         }

@@ -27,12 +27,26 @@ pub use workload::{Container, EnvVar, PodSpec, Spec, Template, TemplateMeta};
 
 use field::{cow, opt_cow};
 
+use super::limits::MAX_UID_BYTES;
+
+/// `deserialize_with` for the uid: a string of at most [`MAX_UID_BYTES`].
+fn bounded_uid<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Cow<'a, str>, D::Error> {
+    let uid = cow(d)?;
+    if uid.len() > MAX_UID_BYTES {
+        return Err(serde::de::Error::custom(format_args!(
+            "uid is {} bytes long, over the {MAX_UID_BYTES} accepted (the API server sends a UUID)",
+            uid.len()
+        )));
+    }
+    Ok(uid)
+}
+
 /// The `request` of an AdmissionReview, with what the core reads and the server logs.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReviewRequest<'a> {
-    /// Echoed in the response.
-    #[serde(borrow, deserialize_with = "cow")]
+    /// Echoed in the response (at most [`MAX_UID_BYTES`]: the answer must stay bounded).
+    #[serde(borrow, deserialize_with = "bounded_uid")]
     pub uid: Cow<'a, str>,
     /// The kind the request was sent as.
     #[serde(borrow)]

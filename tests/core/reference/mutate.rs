@@ -6,6 +6,7 @@ use serde_json::{Map, Value, json};
 
 use super::target::{self, ContainerRef, Subject};
 use carto_wi_webhook::admission::Kind;
+use carto_wi_webhook::admission::limits::{MAX_QUOTED_CONTAINER, MAX_QUOTED_NAME, cut, quote};
 use carto_wi_webhook::admission::patch::{Lookup, PatchBuilder, pointer};
 use carto_wi_webhook::admission::{Decision, warnings};
 use carto_wi_webhook::config::{ConfigSnapshot, Resolved, WorkloadIdentityConfig};
@@ -28,16 +29,18 @@ pub fn mutate(
         Resolved::Config(c, _) => c,
         Resolved::None => {
             decision.warnings.push(format!(
-                "no {} ConfigMap for namespace {namespace:?} nor a cluster default: Workload Identity not injected",
-                settings.config_map
+                "no {} ConfigMap for namespace {} nor a cluster default: Workload Identity not injected",
+                settings.config_map,
+                quote(namespace, MAX_QUOTED_NAME)
             ));
             return decision;
         }
         Resolved::Broken(problems, _) => {
             let n = problems.len();
             decision.warnings.push(format!(
-                "the {} ConfigMap for namespace {namespace:?} is invalid ({n} problem{}): Workload Identity not injected",
+                "the {} ConfigMap for namespace {} is invalid ({n} problem{}): Workload Identity not injected",
                 settings.config_map,
+                quote(namespace, MAX_QUOTED_NAME),
                 if n == 1 { "" } else { "s" }
             ));
             return decision;
@@ -94,7 +97,8 @@ fn mutate_deployment(
     let skipped = target::skipped_containers(&obj.metadata, &obj.data);
     for unknown in target::unknown_skips(pod, &skipped) {
         warns.push(format!(
-            "skip-containers names {unknown:?}, which is not a container of this pod template"
+            "skip-containers names {}, which is not a container of this pod template",
+            quote(unknown, MAX_QUOTED_CONTAINER)
         ));
     }
     for c in target::managed_containers(pod, settings.include_init_containers, &skipped) {
@@ -150,8 +154,8 @@ fn inject_env(
         Some(Value::Array(list)) => list,
         Some(_) => {
             warns.push(format!(
-                "container {:?}: env is not a list; left untouched",
-                c.name
+                "container {}: env is not a list; left untouched",
+                quote(c.name, MAX_QUOTED_CONTAINER)
             ));
             return;
         }
@@ -185,8 +189,9 @@ fn inject_env(
                 warnings::short(literal.unwrap_or(""))
             };
             warns.push(format!(
-                "container {:?}: {name} was {was}, set to the configured value",
-                c.name
+                "container {}: {} was {was}, set to the configured value",
+                quote(c.name, MAX_QUOTED_CONTAINER),
+                cut(name, MAX_QUOTED_NAME)
             ));
         }
         if !found {

@@ -5,7 +5,10 @@ use kube::core::admission::AdmissionRequest;
 use serde_json::Value;
 
 use super::target::{self, Subject};
-use carto_wi_webhook::admission::Kind;
+use carto_wi_webhook::admission::limits::{
+    MAX_QUOTED_CONTAINER, MAX_QUOTED_NAME, MAX_QUOTED_VALUE, cut, quote,
+};
+use carto_wi_webhook::admission::{self, Kind};
 use carto_wi_webhook::admission::{Decision, warnings};
 use carto_wi_webhook::admission::{Denial, Found, Violation};
 use carto_wi_webhook::config::{
@@ -53,6 +56,8 @@ pub fn validate(
         }
         _ => return Decision::allow(kind),
     }
+    // Today's core groups and caps what it reports (a no-op for 20 violations or fewer).
+    let violations = admission::group_violations(violations);
     let mut decision = Decision::allow(kind);
     if !violations.is_empty() {
         match settings.enforcement {
@@ -77,9 +82,11 @@ pub fn validate(
 }
 
 fn subject(kind: Kind, namespace: &str, name: &str) -> String {
+    let name = cut(name, MAX_QUOTED_NAME);
     if namespace.is_empty() {
         format!("{} {name}", kind.as_str())
     } else {
+        let namespace = cut(namespace, MAX_QUOTED_NAME);
         format!("{} {namespace}/{name}", kind.as_str())
     }
 }
@@ -92,7 +99,7 @@ fn no_config(
     warns: &mut Vec<String>,
 ) {
     let cm = settings.config_map.clone();
-    let ns = namespace.to_owned();
+    let ns = cut(namespace, MAX_QUOTED_NAME).into_owned();
     let v = match resolved {
         Resolved::Broken(p, _) => Violation::BrokenConfig {
             config_map: cm,
@@ -109,8 +116,9 @@ fn no_config(
     } else {
         warns.push(match v {
             Violation::NoConfig { .. } => format!(
-                "no {} ConfigMap for namespace {namespace:?} nor a cluster default: Workload Identity is not configured",
-                settings.config_map
+                "no {} ConfigMap for namespace {} nor a cluster default: Workload Identity is not configured",
+                settings.config_map,
+                quote(namespace, MAX_QUOTED_NAME)
             ),
             other => other.to_string(),
         });
@@ -129,14 +137,16 @@ fn check_service_account(
         .and_then(|a| a.get(GCP_SA_ANNOTATION));
     match (found, config) {
         (Some(v), _) if !rules::is_service_account_email(v) => {
-            violations.push(Violation::AnnotationInvalid { value: v.clone() });
+            violations.push(Violation::AnnotationInvalid {
+                value: cut(v, MAX_QUOTED_VALUE).into_owned(),
+            });
         }
         (None, Some((c, _))) => violations.push(Violation::AnnotationMissing {
             expected: c.service_account_email.clone(),
         }),
         (Some(v), Some((c, origin))) if *v != c.service_account_email => {
             violations.push(Violation::AnnotationDrift {
-                found: v.clone(),
+                found: cut(v, MAX_QUOTED_VALUE).into_owned(),
                 expected: c.service_account_email.clone(),
                 origin,
             });
@@ -177,14 +187,14 @@ fn check_deployment(
             // absence means mutation failed open (or was bypassed).
             if config.is_some() {
                 violations.push(Violation::NotInjected {
-                    container: c.name.to_owned(),
+                    container: cut(c.name, MAX_QUOTED_CONTAINER).into_owned(),
                 });
             }
             continue;
         }
         if !missing.is_empty() {
             violations.push(Violation::IncompleteEnv {
-                container: c.name.to_owned(),
+                container: cut(c.name, MAX_QUOTED_CONTAINER).into_owned(),
                 missing,
             });
         }
@@ -202,9 +212,9 @@ fn check_deployment(
                 let from_ref = e.get("valueFrom").is_some_and(|v| !v.is_null());
                 if !from_ref && let Some(rule) = rules::check(name, literal) {
                     violations.push(Violation::InvalidEnv {
-                        container: c.name.to_owned(),
-                        name: name.to_owned(),
-                        value: literal.to_owned(),
+                        container: cut(c.name, MAX_QUOTED_CONTAINER).into_owned(),
+                        name: cut(name, MAX_QUOTED_NAME).into_owned(),
+                        value: cut(literal, MAX_QUOTED_VALUE).into_owned(),
                         rule,
                     });
                     continue;
@@ -213,14 +223,14 @@ fn check_deployment(
                     && (from_ref || literal != expected)
                 {
                     violations.push(Violation::EnvDrift {
-                        container: c.name.to_owned(),
-                        name: name.to_owned(),
+                        container: cut(c.name, MAX_QUOTED_CONTAINER).into_owned(),
+                        name: cut(name, MAX_QUOTED_NAME).into_owned(),
                         found: if from_ref {
                             Found::ValueFrom
                         } else {
-                            Found::Value(literal.to_owned())
+                            Found::Value(cut(literal, MAX_QUOTED_VALUE).into_owned())
                         },
-                        expected: expected.to_owned(),
+                        expected: cut(expected, MAX_QUOTED_VALUE).into_owned(),
                         origin,
                     });
                 }
