@@ -210,7 +210,7 @@ impl AdmissionMetrics {
         if !decision.violations.is_empty() {
             let e = enforcement_index(enforcement);
             self.violations[(w * KINDS.len() + k) * ENFORCEMENTS.len() + e]
-                .inc_by(decision.violations.len() as u64);
+                .inc_by(decision.violation_count() as u64);
         }
         self.durations[w].observe(elapsed);
     }
