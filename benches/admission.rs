@@ -8,6 +8,8 @@
 //!   size; throughput is reported in bytes of request body).
 //! - `namespaces/*`: the workspace-api review with 1, 1,000 and 10,000 namespace ConfigMaps in the
 //!   snapshot (cost must not grow with the cache).
+//! - `hostile/*`: requests just under the API server's 3 MiB that used to amplify (issue 9): the
+//!   whole server-side cost of each (parse, decide, respond) must stay well under 100 ms.
 
 mod common;
 
@@ -153,6 +155,92 @@ fn namespaces(c: &mut Criterion) {
     g.finish();
 }
 
+/// A Deployment running as the target ServiceAccount with these containers.
+fn target_with(containers: Vec<Value>) -> Value {
+    let mut d = common::synthetic_deployment(1, 0);
+    d["spec"]["template"]["spec"]["containers"] = Value::Array(containers);
+    d
+}
+
+fn container(name: &str, env: Vec<Value>) -> Value {
+    serde_json::json!({"name": name, "image": "registry.example/app:1", "env": env})
+}
+
+fn hostile(c: &mut Criterion) {
+    let settings = Settings::default();
+    let snap = ConfigSnapshot::with_default(common::config_entry());
+    let var = |n: &str, v: &str| serde_json::json!({"name": n, "value": v});
+    let temp = "WORKSPACE_WORKLOAD_IDENTITY_WORKFLOWS_TEMP";
+    let cases: Vec<(&str, Value)> = vec![
+        (
+            "long_container_name",
+            target_with(vec![container(
+                &"c".repeat(2_900_000),
+                vec![var(temp, "x.y")],
+            )]),
+        ),
+        (
+            "5000_containers",
+            target_with(
+                (0..5_000)
+                    .map(|i| container(&format!("c{i}"), vec![var(temp, "x.y")]))
+                    .collect(),
+            ),
+        ),
+        (
+            "100000_env_entries",
+            target_with(vec![container(
+                "api",
+                (0..100_000).map(|i| var(&format!("V{i}"), "v")).collect(),
+            )]),
+        ),
+        (
+            "40000_duplicated_entries",
+            target_with(
+                (0..5)
+                    .map(|i| {
+                        container(
+                            &format!("c{i}"),
+                            (0..8_000).map(|_| var(temp, "other.value")).collect(),
+                        )
+                    })
+                    .collect(),
+            ),
+        ),
+        ("20000_unknown_keys", {
+            let mut cm = common::configmap_valid();
+            for i in 0..20_000 {
+                cm["data"][format!("UNKNOWN_KEY_{i}")] = Value::String("v".into());
+            }
+            cm
+        }),
+        ("1mb_unknown_key", {
+            let mut cm = common::configmap_valid();
+            cm["data"]["K".repeat(1_000_000)] = Value::String("v".into());
+            cm
+        }),
+    ];
+    let mut g = c.benchmark_group("hostile");
+    g.sample_size(10);
+    for (name, obj) in &cases {
+        let body = common::review_body(obj, "CREATE");
+        assert!(
+            body.len() <= 3 * 1024 * 1024,
+            "{name}: {} bytes",
+            body.len()
+        );
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        for w in [Webhook::Mutate, Webhook::Validate] {
+            g.bench_with_input(
+                BenchmarkId::new(format!("{}/full", w.as_str()), name),
+                &body,
+                |b, body| b.iter(|| common::handle(w, black_box(body), &snap, &settings)),
+            );
+        }
+    }
+    g.finish();
+}
+
 fn config() -> Criterion {
     // Short but stable on 2 cores; override on the command line (e.g. --measurement-time 10).
     Criterion::default()
@@ -164,6 +252,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = carto, parsers, size, namespaces
+    targets = carto, parsers, size, namespaces, hostile
 }
 criterion_main!(benches);
