@@ -46,7 +46,25 @@ pub fn require_container_tools() -> Result<(), String> {
     for tool in ["buildah", "podman", "runc"] {
         require(tool, apt)?;
     }
+    if !is_root() {
+        return Err(
+            "the image test runs rootful podman and reads /proc/PID of the container: \
+                    run it as root"
+                .to_owned(),
+        );
+    }
     Ok(())
+}
+
+/// Whether this process's effective uid is 0 (/proc/self/status "Uid: real effective ...").
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("Uid:"))?.to_owned();
+            line.split_whitespace().nth(2).map(|e| e == "0")
+        })
+        .unwrap_or(false)
 }
 
 /// The storage flags shared by buildah and podman, so both see the same images.
