@@ -1,22 +1,53 @@
 # syntax=docker/dockerfile:1
-# carto-wi-webhook container image: a release build on Debian, run from distroless as non-root.
-#   docker build -t carto-wi-webhook .
-#   docker run --rm -p 8443:8443 -p 8080:8080 -v $PWD/examples:/config:ro \
-#     carto-wi-webhook serve --config /config/workload-identity.yaml
+# carto-wi-webhook: a locked release build, shipped FROM scratch with exactly the shared libraries
+# the binary loads (glibc, libm, libgcc_s, the loader: image/rootfs.sh), run as 65532:65532.
+#
+#   docker build -t carto-wi-webhook:0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" .
+#
+# Where no base image can be pulled, the same runtime stage takes a binary built on the machine
+# (the build context is then a directory holding rootfs/, laid out by image/rootfs.sh):
+#
+#   image/rootfs.sh "$CARGO_TARGET_DIR/release/carto-wi-webhook" ctx/rootfs
+#   buildah bud --storage-driver vfs --build-arg BINARY_FROM=prebuilt -f Dockerfile \
+#     -t carto-wi-webhook:0.1.0 ctx
+
+# build: the release binary from this source tree; prebuilt: rootfs/ from the build context.
+ARG BINARY_FROM=build
 
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
-# Manifest and lock first, so the dependency build is cached across source changes.
 COPY Cargo.toml Cargo.lock ./
 # Cargo reads every target the manifest names (tests, benches, examples) before building one.
 COPY src ./src
 COPY tests ./tests
 COPY benches ./benches
 COPY examples ./examples
-RUN cargo build --release --locked --bin carto-wi-webhook
+COPY image/rootfs.sh ./image/rootfs.sh
+# The registry and the target dir are BuildKit caches: a source change rebuilds only this crate.
+RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
+    --mount=type=cache,target=/src/target,sharing=locked \
+    cargo build --release --locked --bin carto-wi-webhook \
+    && image/rootfs.sh target/release/carto-wi-webhook /rootfs
 
-FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=build /src/target/release/carto-wi-webhook /usr/local/bin/carto-wi-webhook
+FROM scratch AS prebuilt
+COPY rootfs/ /rootfs/
+
+FROM ${BINARY_FROM} AS binary
+
+FROM scratch
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG SOURCE=unknown
+LABEL org.opencontainers.image.title="carto-wi-webhook" \
+      org.opencontainers.image.description="Kubernetes admission webhook that wires CARTO self-hosted to BigQuery through GKE Workload Identity" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.licenses="Apache-2.0 AND LGPL-2.1-or-later AND GPL-3.0-or-later WITH GCC-exception-3.1" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
+COPY --from=binary /rootfs/ /
+# The only file the binary may write: the ephemeral CA of standalone `serve` without --tls-cert.
+# With a read-only root filesystem mount a tmpfs/emptyDir at /tmp (cluster mode writes nothing).
+ENV TMPDIR=/tmp
 USER 65532:65532
 EXPOSE 8443 8080
 ENTRYPOINT ["/usr/local/bin/carto-wi-webhook"]
