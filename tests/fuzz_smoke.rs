@@ -18,17 +18,17 @@ struct Target {
 const ADMISSION: Target = Target {
     name: "admission",
     dict: "admission.dict",
-    runs: 300_000,
+    runs: 200_000,
 };
 const CONFIG: Target = Target {
     name: "config",
     dict: "yaml.dict",
-    runs: 300_000,
+    runs: 100_000,
 };
 const REVIEW: Target = Target {
     name: "review",
     dict: "yaml.dict",
-    runs: 150_000,
+    runs: 25_000,
 };
 
 /// The same flags as `bench/fuzz.sh`, so the build is shared.
