@@ -45,9 +45,28 @@ fn target_dir() -> PathBuf {
         .join("fuzz")
 }
 
+/// Cargo, without the variables `cargo test` sets for this package: build scripts (ring's) watch
+/// some of them (`CARGO_PKG_NAME`...), so they would make the fuzz build differ from
+/// `bench/fuzz.sh`'s and rebuild everything each time.
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     c.current_dir(root());
+    const SET_BY_CARGO_TEST: &[&str] = &[
+        "CARGO_PKG_",
+        "CARGO_MANIFEST_",
+        "CARGO_CRATE_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_BIN_",
+        "CARGO_RUSTC_CURRENT_DIR",
+    ];
+    for (k, _) in std::env::vars_os() {
+        if k.to_str()
+            .is_some_and(|k| SET_BY_CARGO_TEST.iter().any(|p| k.starts_with(p)))
+        {
+            c.env_remove(k);
+        }
+    }
     c
 }
 
