@@ -157,6 +157,13 @@ fn run(t: &Target) {
             artifacts.join("\n")
         );
     }
+    let done = format!("Done {} runs", t.runs);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&done),
+        "fuzz target {} did not report {done:?}:\n{}",
+        t.name,
+        show(&out)
+    );
 }
 
 #[test]
