@@ -79,6 +79,16 @@ fn mutate_service_account(
     patch: &mut PatchBuilder,
     warns: &mut Warnings,
 ) {
+    if !obj.metadata.present {
+        patch.add(
+            pointer(["metadata"]),
+            json!({ "annotations": {
+                GCP_SA_ANNOTATION: config.service_account_email,
+                CONFIG_HASH_ANNOTATION: config.hash,
+            }}),
+        );
+        return;
+    }
     let annotations = obj.metadata.annotations.as_ref();
     let lookup = |k: &str| {
         annotations

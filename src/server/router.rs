@@ -22,8 +22,9 @@ use super::state::AppState;
 use crate::admission::view::ReviewRequest;
 use crate::admission::wire::{API_VERSION, ReviewResponse};
 use crate::admission::{self, Webhook};
+use crate::config::ConfigSnapshot;
 use crate::logging::{MAX_FIELD_CHARS, clip};
-use crate::settings::Enforcement;
+use crate::settings::{Enforcement, Settings};
 
 /// The router of the admission listener.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -96,9 +97,12 @@ fn json(status: StatusCode, body: Vec<u8>) -> Response {
 
 /// A 400 carrying an AdmissionReview whose response explains the problem.
 fn bad_review(uid: String, msg: String) -> Response {
-    let body = serde_json::to_vec(&ReviewResponse::invalid(uid, msg))
-        .expect("a review response always serializes");
-    json(StatusCode::BAD_REQUEST, body)
+    json(StatusCode::BAD_REQUEST, invalid_body(uid, msg))
+}
+
+fn invalid_body(uid: String, msg: String) -> Vec<u8> {
+    serde_json::to_vec(&ReviewResponse::invalid(uid, msg))
+        .expect("a review response always serializes")
 }
 
 /// Is the content type `application/json` (parameters such as `charset` allowed)?
@@ -337,17 +341,40 @@ async fn read_review_body(state: &AppState, req: Request) -> Result<Bytes, Respo
     }
 }
 
-/// Decide against the snapshot in force, count, log, and write the AdmissionReview answer.
-fn answer(state: &AppState, webhook: Webhook, req: &ReviewRequest<'_>, start: Instant) -> Response {
-    let decision = {
-        let snapshot = state.config.load();
-        admission::review(webhook, req, &snapshot, &state.settings)
-    };
+/// The answer the admission routes give to an AdmissionReview `body`, without HTTP, metrics or
+/// logs: the status (200 for a decided review, 400 for a body that is not one) and the response
+/// body. The routes run the same steps; the fuzz targets (fuzz/) call this.
+pub fn answer_body(
+    webhook: Webhook,
+    body: &[u8],
+    snapshot: &ConfigSnapshot,
+    settings: &Settings,
+) -> (StatusCode, Vec<u8>) {
+    match parse(body) {
+        Ok(req) => (StatusCode::OK, respond(webhook, &req, snapshot, settings).1),
+        Err(r) => (StatusCode::BAD_REQUEST, invalid_body(r.uid, r.message)),
+    }
+}
+
+/// Decide a review and write its AdmissionReview response body.
+fn respond(
+    webhook: Webhook,
+    req: &ReviewRequest<'_>,
+    snapshot: &ConfigSnapshot,
+    settings: &Settings,
+) -> (admission::Decision, Vec<u8>) {
+    let decision = admission::review(webhook, req, snapshot, settings);
     let body = serde_json::to_vec(&ReviewResponse::from_decision(
         req.uid.to_string(),
         &decision,
     ))
     .expect("a review response always serializes");
+    (decision, body)
+}
+
+/// Decide against the snapshot in force, count, log, and write the AdmissionReview answer.
+fn answer(state: &AppState, webhook: Webhook, req: &ReviewRequest<'_>, start: Instant) -> Response {
+    let (decision, body) = respond(webhook, req, &state.config.load(), &state.settings);
     let elapsed = start.elapsed();
     let enforcement = state.settings.enforcement;
     state.metrics.review(

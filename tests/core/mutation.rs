@@ -51,6 +51,41 @@ fn service_account_annotations_null() {
     assert!(d.warnings.is_empty());
 }
 
+/// Found by fuzzing (fuzz/, target `admission`): named by the request only, the object has no
+/// `metadata`; the patch must add it whole rather than a member of a missing parent.
+#[test]
+fn service_account_without_metadata_gets_it_added() {
+    let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount"});
+    let req = raw_req(
+        "CREATE",
+        "",
+        "ServiceAccount",
+        "serviceaccounts",
+        None,
+        SA,
+        sa.clone(),
+    );
+    let d = admission::review(Webhook::Mutate, &req, &snapshot(), &settings());
+    let out = apply(&sa, d.patch.as_ref().expect("a patch"));
+    assert_eq!(
+        out["metadata"],
+        json!({"annotations": {GCP_SA: EMAIL_V, HASH: hash()}})
+    );
+    let req = raw_req(
+        "CREATE",
+        "",
+        "ServiceAccount",
+        "serviceaccounts",
+        None,
+        SA,
+        out,
+    );
+    let again = admission::review(Webhook::Mutate, &req, &snapshot(), &settings());
+    assert_eq!(again.patch, None, "a second pass yields no patch");
+    let valid = admission::review(Webhook::Validate, &req, &snapshot(), &settings());
+    assert!(valid.allowed(), "{:?}", valid.denial);
+}
+
 #[test]
 fn service_account_annotations_empty_map_escapes_the_slash() {
     let sa = service_account(SA, Some(json!({})));

@@ -67,13 +67,22 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// podman refuses a run root longer than 50 characters (a target dir under ~/.cache makes one):
+/// a short directory under /tmp, named after the work dir so every call of one run shares it.
+fn run_root() -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    work_dir().hash(&mut h);
+    PathBuf::from(format!("/tmp/cwi-image-{:08x}", h.finish() as u32))
+}
+
 /// The storage flags shared by buildah and podman, so both see the same images.
 fn storage(cmd: &mut Command) -> &mut Command {
     let work = work_dir();
     cmd.arg("--root")
         .arg(work.join("storage"))
         .arg("--runroot")
-        .arg(work.join("run"))
+        .arg(run_root())
         .args(["--storage-driver", "vfs"])
         // podman's default ulimits ask for more than a nested container may set.
         .env("CONTAINERS_CONF", containers_conf())

@@ -136,7 +136,7 @@ pub struct Object<'a> {
     #[serde(borrow, default)]
     pub kind: Field<Cow<'a, str>>,
     /// `metadata`.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present_metadata")]
     pub metadata: Metadata<'a>,
     /// A Deployment's `spec`.
     #[serde(borrow, default)]
@@ -168,6 +168,15 @@ pub struct Metadata<'a> {
     /// `deletionTimestamp`: set while the object is being deleted.
     #[serde(default)]
     pub deletion_timestamp: Option<Time>,
+    /// False when the object has no `metadata` (a patch must then add it whole).
+    #[serde(skip)]
+    pub present: bool,
+}
+
+fn present_metadata<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Metadata<'a>, D::Error> {
+    let mut m = Metadata::deserialize(d)?;
+    m.present = true;
+    Ok(m)
 }
 
 impl<'a> Object<'a> {
