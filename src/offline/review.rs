@@ -60,20 +60,8 @@ pub fn review_stream(
             (d, parsed)
         })
         .collect();
-    let mut snapshot = ConfigSnapshot::with_default(default_config);
-    for v in docs.iter().filter_map(|(_, p)| p.as_ref()?.as_ref().ok()) {
-        if v.get("kind").and_then(Value::as_str) == Some("ConfigMap")
-            && v.pointer("/metadata/name").and_then(Value::as_str) == Some(&settings.config_map)
-        {
-            let ns = v
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-                .unwrap_or(default_ns);
-            snapshot.set_namespace(ns, ConfigEntry::from_result(config_from_object(v)));
-        }
-    }
     let mut r = Reviewer {
-        snapshot,
+        snapshot: snapshot_of_stream(&docs, default_config, settings, default_ns),
         settings,
         default_ns,
         report: ReviewReport::default(),
@@ -95,9 +83,43 @@ pub fn review_stream(
         }
     }
     let mut report = r.report;
+    write_output(&mut report, format, &out, &r.patches);
+    report
+}
+
+/// `--config` as every namespace's default, and the ConfigMaps of that name found in the stream
+/// for their own namespaces.
+fn snapshot_of_stream(
+    docs: &[(Document<'_>, Option<Result<Value, String>>)],
+    default_config: ConfigEntry,
+    settings: &Settings,
+    default_ns: &str,
+) -> ConfigSnapshot {
+    let mut snapshot = ConfigSnapshot::with_default(default_config);
+    for v in docs.iter().filter_map(|(_, p)| p.as_ref()?.as_ref().ok()) {
+        if v.get("kind").and_then(Value::as_str) == Some("ConfigMap")
+            && v.pointer("/metadata/name").and_then(Value::as_str) == Some(&settings.config_map)
+        {
+            let ns = v
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or(default_ns);
+            snapshot.set_namespace(ns, ConfigEntry::from_result(config_from_object(v)));
+        }
+    }
+    snapshot
+}
+
+/// Every document (patched or as given) as one YAML stream, or the patches as JSON lines.
+fn write_output(
+    report: &mut ReviewReport,
+    format: OutputFormat,
+    docs: &[String],
+    patches: &[Value],
+) {
     match format {
         OutputFormat::Yaml => {
-            for (i, text) in out.iter().enumerate() {
+            for (i, text) in docs.iter().enumerate() {
                 if i > 0 {
                     report.stdout.push_str("---\n");
                 }
@@ -108,12 +130,11 @@ pub fn review_stream(
             }
         }
         OutputFormat::Patch => {
-            for p in &r.patches {
+            for p in patches {
                 let _ = writeln!(report.stdout, "{p}");
             }
         }
     }
-    report
 }
 
 impl Reviewer<'_> {
