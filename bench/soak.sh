@@ -87,6 +87,15 @@ API_PID=""
 cleanup() {
     local pid
     for pid in $WH_PID $API_PID "${PIDS[@]}"; do kill "$pid" 2> /dev/null || true; done
+    # The API server's graceful shutdown can take a minute: killed after 20 s.
+    local alive _
+    for _ in $(seq 100); do
+        alive=0
+        for pid in $WH_PID $API_PID "${PIDS[@]}"; do kill -0 "$pid" 2> /dev/null && alive=1; done
+        [ $alive = 1 ] || break
+        sleep 0.2
+    done
+    for pid in $WH_PID $API_PID "${PIDS[@]}"; do kill -KILL "$pid" 2> /dev/null || true; done
     for pid in $WH_PID $API_PID "${PIDS[@]}"; do wait "$pid" 2> /dev/null || true; done
     if [ -n "$WORK" ]; then
         if [ "${KEEP:-0}" = 1 ]; then echo "logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
