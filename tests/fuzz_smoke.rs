@@ -84,7 +84,7 @@ fn build() -> &'static Result<(), String> {
         if !found.is_ok_and(|o| o.status.success()) {
             return Err(
                 "cargo-fuzz is not installed: run `cargo install cargo-fuzz --locked` \
-                        (.ci/run does, into $CARGO_HOME/bin)"
+                        (tests/setup.sh does, into $CARGO_HOME/bin)"
                     .into(),
             );
         }

@@ -1,8 +1,8 @@
 //! The container image, built here with buildah from the repository's Dockerfile
 //! (`BINARY_FROM=prebuilt`, fed the binary cargo just built) and run with podman as the chart runs
 //! the pod: uid 65532, read-only root filesystem, no capabilities, no privilege escalation. It
-//! must serve /readyz and answer a review over TLS. Needs root, buildah, podman and runc (.ci/run
-//! installs them) and hadolint (.ci/run installs it in $CARGO_TARGET_DIR/hadolint-venv).
+//! must serve /readyz and answer a review over TLS. Needs root, buildah, podman and runc (tests/setup.sh
+//! installs them) and hadolint (tests/setup.sh installs it in $CARGO_TARGET_DIR/hadolint-venv).
 
 #[path = "image/build.rs"]
 mod build;

