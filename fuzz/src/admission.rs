@@ -58,12 +58,25 @@ pub fn check_review(body: &[u8], snapshot: &ConfigSnapshot, settings: &Settings)
     let validated = answer(Webhook::Validate, &patched, snapshot, settings)
         .expect("the patched review is still a review");
     let kind = ReviewRequest::from_value(&review["request"]).map(|r| r.target_kind());
-    if validated["allowed"] != true && !matches!(kind, Ok(Kind::ConfigMap)) {
+    // An `env` that is not a list is left untouched by mutation (with a warning) and then denied
+    // by validation: right for a shape the API server's schema never lets through.
+    let malformed = has_non_list_env(&review["request"]["object"]);
+    if validated["allowed"] != true && !matches!(kind, Ok(Kind::ConfigMap)) && !malformed {
         panic!(
             "the patched object is denied: {}",
             validated["status"]["message"]
         );
     }
+}
+
+/// Does a container of the pod template carry an `env` that is neither absent, null nor a list?
+fn has_non_list_env(object: &Value) -> bool {
+    let pod = &object["spec"]["template"]["spec"];
+    ["containers", "initContainers"]
+        .iter()
+        .filter_map(|f| pod[*f].as_array())
+        .flatten()
+        .any(|c| c.get("env").is_some_and(|e| !e.is_null() && !e.is_array()))
 }
 
 /// The `response` of the answer to `body`, or `None` when the body is refused as not a review.
