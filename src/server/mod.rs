@@ -4,6 +4,7 @@
 //! - [`listener`]: bind, accept TLS connections, drain; the HTTP flags.
 //! - `conn`: what both listeners share: connection cap, accept errors, idle timeout, drain.
 //! - [`tls`]: the rustls configuration over a certificate resolver, mutual TLS; the TLS flags.
+//! - `decode`: an AdmissionReview body → the core's view of its request, or why not.
 //! - [`router`]: `POST /mutate` and `POST /validate` over the pure admission core.
 //! - [`state`]: what the handlers read (config store, settings, metrics).
 //! - [`admin`]: `/livez`, `/readyz`, `/metrics`; the admin flags.
@@ -11,6 +12,7 @@
 
 pub mod admin;
 mod conn;
+mod decode;
 pub mod listener;
 pub mod metrics;
 pub mod router;

@@ -14,13 +14,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use http_body_util::BodyExt;
-use serde::Deserialize;
 
 use super::MAX_BODY_BYTES;
+use super::decode::parse;
 use super::metrics::{HttpError, operation_str};
 use super::state::AppState;
 use crate::admission::view::ReviewRequest;
-use crate::admission::wire::{API_VERSION, ReviewResponse};
+use crate::admission::wire::ReviewResponse;
 use crate::admission::{self, Webhook};
 use crate::config::ConfigSnapshot;
 use crate::logging::{MAX_FIELD_CHARS, clip};
@@ -151,108 +151,6 @@ async fn read_body(mut body: Body, capacity: usize) -> Result<Option<Bytes>, axu
         return Ok(None);
     }
     Ok(Some(first.unwrap_or_else(|| Bytes::from(buf))))
-}
-
-/// The AdmissionReview envelope, read in one pass without kube-core's flattened `TypeMeta`
-/// (which makes serde buffer the whole document before reading it again); the request is the
-/// core's borrowing view, which skips what the core never reads.
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(rename = "apiVersion", default)]
-    api_version: Option<String>,
-    #[serde(default)]
-    kind: Option<String>,
-    #[serde(borrow, default)]
-    request: Option<ReviewRequest<'a>>,
-}
-
-/// Only the version, to explain a body that does not parse as a v1 review.
-#[derive(Deserialize)]
-struct VersionProbe {
-    #[serde(rename = "apiVersion", default)]
-    api_version: Option<String>,
-    #[serde(default)]
-    kind: Option<String>,
-}
-
-struct Rejected {
-    reason: HttpError,
-    uid: String,
-    message: String,
-}
-
-fn unsupported_version(v: Option<&str>) -> String {
-    format!(
-        "unsupported AdmissionReview version {}: this webhook speaks {API_VERSION} only \
-         (set admissionReviewVersions: [\"v1\"] in the webhook configuration)",
-        v.map_or_else(|| "(no apiVersion)".to_owned(), |v| format!("{v:?}"))
-    )
-}
-
-fn wrong_kind(k: Option<&str>) -> String {
-    format!(
-        "expected kind \"AdmissionReview\", found {}",
-        k.map_or_else(|| "no kind".to_owned(), |k| format!("{k:?}"))
-    )
-}
-
-/// Parse an AdmissionReview `admission.k8s.io/v1` body into its request.
-fn parse(body: &[u8]) -> Result<ReviewRequest<'_>, Rejected> {
-    let env: Envelope = match serde_json::from_slice(body) {
-        Ok(e) => e,
-        Err(e) => {
-            // Explain a review of another version, or of another kind, before a schema error.
-            if let Ok(p) = serde_json::from_slice::<VersionProbe>(body) {
-                if p.api_version.as_deref() != Some(API_VERSION) {
-                    return Err(Rejected {
-                        reason: HttpError::UnsupportedVersion,
-                        uid: String::new(),
-                        message: unsupported_version(p.api_version.as_deref()),
-                    });
-                }
-                if p.kind.as_deref() != Some("AdmissionReview") {
-                    return Err(Rejected {
-                        reason: HttpError::InvalidJson,
-                        uid: String::new(),
-                        message: wrong_kind(p.kind.as_deref()),
-                    });
-                }
-            }
-            return Err(Rejected {
-                reason: HttpError::InvalidJson,
-                uid: String::new(),
-                message: format!("the body is not a valid AdmissionReview: {e}"),
-            });
-        }
-    };
-    let uid = || {
-        env.request
-            .as_ref()
-            .map(|r| r.uid.to_string())
-            .unwrap_or_default()
-    };
-    if env.api_version.as_deref() != Some(API_VERSION) {
-        return Err(Rejected {
-            reason: HttpError::UnsupportedVersion,
-            uid: uid(),
-            message: unsupported_version(env.api_version.as_deref()),
-        });
-    }
-    if env.kind.as_deref() != Some("AdmissionReview") {
-        return Err(Rejected {
-            reason: HttpError::InvalidJson,
-            uid: uid(),
-            message: wrong_kind(env.kind.as_deref()),
-        });
-    }
-    let Some(req) = env.request else {
-        return Err(Rejected {
-            reason: HttpError::MissingRequest,
-            uid: String::new(),
-            message: "the AdmissionReview has no request".into(),
-        });
-    };
-    Ok(req)
 }
 
 async fn handle(state: &AppState, webhook: Webhook, req: Request) -> Response {
