@@ -22,3 +22,5 @@ mod pruned;
 mod reference;
 #[path = "core/validation.rs"]
 mod validation;
+#[path = "core/wire.rs"]
+mod wire;

@@ -20,7 +20,7 @@ use super::decode::parse;
 use super::metrics::{HttpError, operation_str};
 use super::state::AppState;
 use crate::admission::view::ReviewRequest;
-use crate::admission::wire::ReviewResponse;
+use crate::admission::wire::{ReviewResponse, response_body};
 use crate::admission::{self, Webhook};
 use crate::config::ConfigSnapshot;
 use crate::logging::{MAX_FIELD_CHARS, clip};
@@ -262,11 +262,7 @@ fn respond(
     settings: &Settings,
 ) -> (admission::Decision, Vec<u8>) {
     let decision = admission::review(webhook, req, snapshot, settings);
-    let body = serde_json::to_vec(&ReviewResponse::from_decision(
-        req.uid.to_string(),
-        &decision,
-    ))
-    .expect("a review response always serializes");
+    let body = response_body(&req.uid, &decision);
     (decision, body)
 }
 

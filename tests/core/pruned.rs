@@ -108,6 +108,7 @@ fn same_decisions(body: &[u8], snapshots: &[ConfigSnapshot], settings: &[Setting
                     w.as_str(),
                     String::from_utf8_lossy(body)
                 );
+                super::wire::assert_same_answer(&view.uid, &b);
             }
         }
     }
