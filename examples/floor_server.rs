@@ -4,16 +4,18 @@
 //! `POST /validate` with one constant allowed AdmissionReview. The body is read to the end but
 //! never parsed: whatever the real server costs beyond this is the webhook's own work.
 //!
+//! The routes are in `benches/common/floor.rs`, which the router instruction count
+//! (`benches/router.rs`) shares.
+//!
 //! `cargo run --release --example floor_server -- --listen 127.0.0.1:9443 --tls-cert C --tls-key K`
+
+#[path = "../benches/common/floor.rs"]
+mod floor;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::Router;
-use axum::body::Bytes;
-use axum::http::header::CONTENT_TYPE;
-use axum::routing::{get, post};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
@@ -21,15 +23,6 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-
-/// The constant answer: allowed, no patch.
-const ALLOWED: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","allowed":true}}"#;
-
-async fn answer(body: Bytes) -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
-    // Received in full (like the real server), then ignored.
-    std::hint::black_box(body.len());
-    ([(CONTENT_TYPE, "application/json")], ALLOWED)
-}
 
 fn flag(args: &[String], name: &str) -> anyhow::Result<String> {
     args.iter()
@@ -53,10 +46,7 @@ fn main() -> anyhow::Result<()> {
     .with_single_cert(certs, key)?;
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = TlsAcceptor::from(Arc::new(tls));
-    let app = Router::new()
-        .route("/mutate", post(answer))
-        .route("/validate", post(answer))
-        .route("/readyz", get(|| async { "ok" }));
+    let app = floor::router();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
