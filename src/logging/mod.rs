@@ -1,4 +1,5 @@
-//! Logging on standard error, as JSON lines or text, written by a dedicated thread.
+//! Logging on standard error, as JSON lines ([`JsonLayer`]) or text (tracing-subscriber's fmt
+//! layer), written by a dedicated thread ([`BackgroundWriter`]).
 //!
 //! What a client controls stays small and on one line: request fields are cut ([`clip`]), the
 //! text format escapes control characters, and the per-connection warnings of rustls (illegal
@@ -11,6 +12,12 @@ use std::io::IsTerminal;
 use clap::Args;
 use tracing::field::Field;
 use tracing_subscriber::fmt::format::Writer;
+
+mod json;
+mod writer;
+
+pub use json::JsonLayer;
+pub use writer::{BackgroundWriter, LineSink, LogGuard, MAX_PENDING_BYTES};
 
 /// Logging.
 #[derive(Args, Debug, Clone)]
@@ -57,36 +64,31 @@ pub struct LogFilterError {
 
 /// Set up logging; the guard flushes it when dropped (`None` when a subscriber was already
 /// installed, e.g. by a test harness: that one is kept).
-pub fn init(
-    args: &LogArgs,
-) -> Result<Option<tracing_appender::non_blocking::WorkerGuard>, LogFilterError> {
-    use tracing_subscriber::EnvFilter;
+pub fn init(args: &LogArgs) -> Result<Option<LogGuard>, LogFilterError> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{EnvFilter, Registry};
     let filter =
         EnvFilter::try_new(filter_directives(&args.log_level)).map_err(|e| LogFilterError {
             value: args.log_level.clone(),
             message: e.to_string(),
         })?;
     // Lines are written by a dedicated thread, so a request's log line never costs its worker a
-    // write(2). Not lossy: when the buffer is full the caller waits rather than drop audit lines.
-    // The queue is bounded at 4,096 lines (the default 128,000 preallocates ~4 MiB).
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .buffered_lines_limit(4096)
-        .lossy(false)
-        .thread_name("carto-wi-log")
-        .finish(std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
+    // write(2). Not lossy: when the writer falls behind the caller waits rather than drop audit
+    // lines.
+    let (writer, guard) = BackgroundWriter::spawn(std::io::stderr(), "carto-wi-log")
+        .expect("cannot start the log writer thread");
     let installed = match args.log_format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
+        LogFormat::Json => Registry::default()
+            .with(JsonLayer::new(writer))
+            .with(filter)
             .try_init(),
-        LogFormat::Text => builder
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(writer)
             .with_ansi(std::io::stderr().is_terminal())
             .fmt_fields(escaped_fields())
+            .finish()
             .try_init(),
     };
     Ok(installed.is_ok().then_some(guard))
