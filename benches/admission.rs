@@ -8,8 +8,8 @@
 //!   size; throughput is reported in bytes of request body).
 //! - `namespaces/*`: the workspace-api review with 1, 1,000 and 10,000 namespace ConfigMaps in the
 //!   snapshot (cost must not grow with the cache).
-//! - `decode/*`: the envelope and views read by serde_json (the server's), sonic-rs and simd-json
-//!   (which parses in place: the copy of the body is in its cost), parse only and full, on the
+//! - `decode/*`: the envelope and views read the server's way (the body checked as UTF-8 once,
+//!   then `serde_json::from_str`) and with `serde_json::from_slice`, parse only and full, on the
 //!   workspace-api CREATE reviews and a `helm upgrade` UPDATE (object and oldObject as served,
 //!   with managedFields and status).
 //! - `hostile/*`: requests just under the API server's 3 MiB that used to amplify (issue 9): the

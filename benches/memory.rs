@@ -104,7 +104,7 @@ fn review_cost(w: Webhook, body: &[u8], snap: &ConfigSnapshot, s: &Settings) -> 
 /// `valgrind --tool=callgrind` (the difference between two N gives the cost of one).
 /// CASE is `parse`, `parse_derived`, `parse_value`, `mutate_full`, `validate_full`, `update_parse`
 /// or `update_full` (the `helm upgrade` UPDATE review, mutated); `parse`, `*_full` and
-/// `update_parse` take a `:sonic_rs` or `:simd_json` suffix for another parser.
+/// `update_parse` take a `:serde_json_slice` suffix for the parse before the whole-body UTF-8 check.
 fn repeat(case: &str, n: usize) {
     COUNTING.store(false, Relaxed);
     let settings = Settings::default();

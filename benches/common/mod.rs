@@ -335,53 +335,32 @@ pub fn workspace_api_update_body(snapshot: &ConfigSnapshot, settings: &Settings)
     review_body_with_old(&deployment_as_served(&new, 4), &old, "UPDATE")
 }
 
-/// The JSON parsers the `decode/*` benchmarks compare on the same envelope and views.
+/// The ways of reading the same envelope and views that the `decode/*` benchmarks compare.
 #[derive(Clone, Copy, Debug)]
 pub enum Parser {
     /// The server's: the body checked as UTF-8 whole, then `serde_json::from_str`.
     SerdeJson,
     /// `serde_json::from_slice` (checks UTF-8 string by string).
     SerdeJsonSlice,
-    /// `sonic_rs::from_slice` through serde.
-    SonicRs,
-    /// `simd_json::serde::from_slice` on a copy of the body (it parses in place).
-    SimdJson,
 }
 
 impl Parser {
-    pub const ALL: [Parser; 4] = [
-        Parser::SerdeJson,
-        Parser::SerdeJsonSlice,
-        Parser::SonicRs,
-        Parser::SimdJson,
-    ];
+    pub const ALL: [Parser; 2] = [Parser::SerdeJson, Parser::SerdeJsonSlice];
 
     pub fn name(self) -> &'static str {
         match self {
             Parser::SerdeJson => "serde_json",
             Parser::SerdeJsonSlice => "serde_json_slice",
-            Parser::SonicRs => "sonic_rs",
-            Parser::SimdJson => "simd_json",
         }
     }
 }
 
-/// Parse `body` with `parser` and hand the request to `f` (the simd-json copy lives as long).
+/// Parse `body` with `parser` and hand the request to `f`.
 pub fn with_request<R>(parser: Parser, body: &[u8], f: impl FnOnce(&ReviewRequest<'_>) -> R) -> R {
     match parser {
         Parser::SerdeJson => f(&parse_request(body)),
         Parser::SerdeJsonSlice => {
             let env: Envelope<'_> = serde_json::from_slice(body).expect("an AdmissionReview");
-            f(&env.request.expect("a request"))
-        }
-        Parser::SonicRs => {
-            let env: Envelope<'_> = sonic_rs::from_slice(body).expect("an AdmissionReview");
-            f(&env.request.expect("a request"))
-        }
-        Parser::SimdJson => {
-            let mut copy = body.to_vec();
-            let env: Envelope<'_> =
-                simd_json::serde::from_slice(&mut copy).expect("an AdmissionReview");
             f(&env.request.expect("a request"))
         }
     }
