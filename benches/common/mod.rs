@@ -14,6 +14,7 @@ use carto_wi_webhook::yaml;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionReview};
 use serde_json::{Value, json};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// The CARTO plain install (helm output), as committed in tests/fixtures.
@@ -163,10 +164,15 @@ pub fn review_body_with_old(obj: &Value, old: &Value, operation: &str) -> Vec<u8
 /// `kind` and `request`, the request being the core's borrowing view.
 #[derive(serde::Deserialize)]
 pub struct Envelope<'a> {
-    #[serde(rename = "apiVersion", default)]
-    pub api_version: Option<String>,
-    #[serde(default)]
-    pub kind: Option<String>,
+    #[serde(
+        rename = "apiVersion",
+        borrow,
+        default,
+        deserialize_with = "view::opt_cow"
+    )]
+    pub api_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "view::opt_cow")]
+    pub kind: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub request: Option<ReviewRequest<'a>>,
 }

@@ -2,6 +2,8 @@
 //! A body that is not one gets a [`Rejected`] saying why (another version, another kind, not
 //! JSON), with the uid when one was readable.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 
 use super::metrics::HttpError;
@@ -13,10 +15,15 @@ use crate::admission::wire::API_VERSION;
 /// core's borrowing view, which skips what the core never reads.
 #[derive(Deserialize)]
 struct Envelope<'a> {
-    #[serde(rename = "apiVersion", default)]
-    api_version: Option<String>,
-    #[serde(default)]
-    kind: Option<String>,
+    #[serde(
+        rename = "apiVersion",
+        borrow,
+        default,
+        deserialize_with = "view::opt_cow"
+    )]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "view::opt_cow")]
+    kind: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     request: Option<ReviewRequest<'a>>,
 }
@@ -190,6 +197,14 @@ mod tests {
             env[0].get().unwrap().value.get(),
             Some(Cow::Borrowed("1"))
         ));
+    }
+
+    #[test]
+    fn an_escaped_envelope_is_read_too() {
+        let text = serde_json::to_string(&review(deployment())).unwrap();
+        let body = text.replacen("admission.k8s.io/v1", "admission.k8s.io\\/v1", 1);
+        assert!(body.contains(r"k8s.io\/v1"));
+        assert!(parse(body.as_bytes()).is_ok());
     }
 
     #[test]

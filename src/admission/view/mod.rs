@@ -22,10 +22,10 @@ use crate::config::{ConfigMapShape, DataShape};
 mod field;
 mod workload;
 
-pub use field::{Field, Keys, LooseMap, StringMap};
+pub use field::{Field, Keys, LooseMap, StringMap, opt_cow};
 pub use workload::{Container, EnvVar, PodSpec, Spec, Template, TemplateMeta};
 
-use field::{cow, opt_cow};
+use field::cow;
 
 use super::limits::MAX_UID_BYTES;
 
@@ -43,12 +43,11 @@ pub fn from_json<'a, T: Deserialize<'a>>(json: &'a [u8]) -> Result<T, serde_json
 fn invalid_utf8(json: &[u8], at: usize) -> serde_json::Error {
     let before = &json[..at];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let column = at
-        - before
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |i| i + 1)
-        + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let column = at - line_start + 1;
     serde::de::Error::custom(format_args!("invalid UTF-8 at line {line} column {column}"))
 }
 
