@@ -8,6 +8,10 @@
 //!   size; throughput is reported in bytes of request body).
 //! - `namespaces/*`: the workspace-api review with 1, 1,000 and 10,000 namespace ConfigMaps in the
 //!   snapshot (cost must not grow with the cache).
+//! - `decode/*`: the envelope and views read the server's way (the body checked as UTF-8 once,
+//!   then `serde_json::from_str`) and with `serde_json::from_slice`, parse only and full, on the
+//!   workspace-api CREATE reviews and a `helm upgrade` UPDATE (object and oldObject as served,
+//!   with managedFields and status).
 //! - `hostile/*`: requests just under the API server's 3 MiB that used to amplify (issue 9): the
 //!   whole server-side cost of each (parse, decide, respond) must stay well under 100 ms.
 
@@ -20,6 +24,7 @@ use carto_wi_webhook::admission::wire::ReviewResponse;
 use carto_wi_webhook::admission::{self, Webhook};
 use carto_wi_webhook::config::ConfigSnapshot;
 use carto_wi_webhook::settings::Settings;
+use common::Parser;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::Value;
 
@@ -106,6 +111,42 @@ fn parsers(c: &mut Criterion) {
     g.bench_function("serde_json_value", |b| {
         b.iter(|| serde_json::from_slice::<Value>(black_box(&body)).expect("json"))
     });
+    g.finish();
+}
+
+fn decode(c: &mut Criterion) {
+    let settings = Settings::default();
+    let snap = ConfigSnapshot::with_default(common::config_entry());
+    let obj = common::workspace_api();
+    let cases = [
+        (
+            "mutate",
+            Webhook::Mutate,
+            common::review_body(&obj, "CREATE"),
+        ),
+        (
+            "validate",
+            Webhook::Validate,
+            common::review_body(&common::mutated(&obj, &snap, &settings), "CREATE"),
+        ),
+        (
+            "update",
+            Webhook::Mutate,
+            common::workspace_api_update_body(&snap, &settings),
+        ),
+    ];
+    let mut g = c.benchmark_group("decode");
+    for (name, w, body) in &cases {
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        for p in Parser::ALL {
+            g.bench_function(format!("{name}/parse/{}", p.name()), |b| {
+                b.iter(|| common::with_request(p, black_box(body), |r| r.uid.len()))
+            });
+            g.bench_function(format!("{name}/full/{}", p.name()), |b| {
+                b.iter(|| common::handle_with(p, *w, black_box(body), &snap, &settings))
+            });
+        }
+    }
     g.finish();
 }
 
@@ -252,6 +293,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = carto, parsers, size, namespaces, hostile
+    targets = carto, parsers, decode, size, namespaces, hostile
 }
 criterion_main!(benches);

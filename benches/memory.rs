@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use carto_wi_webhook::admission::Webhook;
 use carto_wi_webhook::config::ConfigSnapshot;
 use carto_wi_webhook::settings::Settings;
+use common::Parser;
 use serde_json::json;
 
 struct Counting;
@@ -101,6 +102,9 @@ fn review_cost(w: Webhook, body: &[u8], snap: &ConfigSnapshot, s: &Settings) -> 
 
 /// `--repeat CASE N`: run one case N times and exit, for instruction counts under
 /// `valgrind --tool=callgrind` (the difference between two N gives the cost of one).
+/// CASE is `parse`, `parse_derived`, `parse_value`, `mutate_full`, `validate_full`, `update_parse`
+/// or `update_full` (the `helm upgrade` UPDATE review, mutated); `parse`, `*_full` and
+/// `update_parse` take a `:serde_json_slice` suffix for the parse before the whole-body UTF-8 check.
 fn repeat(case: &str, n: usize) {
     COUNTING.store(false, Relaxed);
     let settings = Settings::default();
@@ -108,15 +112,30 @@ fn repeat(case: &str, n: usize) {
     let obj = common::workspace_api();
     let body = common::review_body(&obj, "CREATE");
     let vbody = common::review_body(&common::mutated(&obj, &snap, &settings), "CREATE");
+    let ubody = common::workspace_api_update_body(&snap, &settings);
+    let (case, parser) = match case.split_once(':') {
+        Some((c, p)) => (
+            c,
+            Parser::ALL
+                .into_iter()
+                .find(|x| x.name() == p)
+                .unwrap_or_else(|| panic!("unknown parser {p}")),
+        ),
+        None => (case, Parser::SerdeJson),
+    };
+    let parse = |b: &[u8]| common::with_request(parser, b, |r| r.uid.len());
+    let full = |w, b: &[u8]| drop(common::handle_with(parser, w, b, &snap, &settings));
     for _ in 0..n {
         match case {
-            "parse" => drop(std::hint::black_box(common::parse_request(&body))),
+            "parse" => drop(std::hint::black_box(parse(&body))),
+            "update_parse" => drop(std::hint::black_box(parse(&ubody))),
             "parse_derived" => drop(std::hint::black_box(common::parse_request_derived(&body))),
             "parse_value" => drop(std::hint::black_box(
                 serde_json::from_slice::<serde_json::Value>(&body).expect("json"),
             )),
-            "mutate_full" => drop(common::handle(Webhook::Mutate, &body, &snap, &settings)),
-            "validate_full" => drop(common::handle(Webhook::Validate, &vbody, &snap, &settings)),
+            "mutate_full" => full(Webhook::Mutate, &body),
+            "validate_full" => full(Webhook::Validate, &vbody),
+            "update_full" => full(Webhook::Mutate, &ubody),
             other => panic!("unknown case {other}"),
         }
     }

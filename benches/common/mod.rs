@@ -5,7 +5,7 @@
 //! Included with `#[path]` from `examples/loadbench.rs` too, so not every item is used everywhere.
 #![allow(dead_code)]
 
-use carto_wi_webhook::admission::view::ReviewRequest;
+use carto_wi_webhook::admission::view::{self, ReviewRequest};
 use carto_wi_webhook::admission::wire::ReviewResponse;
 use carto_wi_webhook::admission::{Decision, Webhook};
 use carto_wi_webhook::config::{ConfigEntry, ConfigSnapshot, WorkloadIdentityConfig};
@@ -14,6 +14,7 @@ use carto_wi_webhook::yaml;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionReview};
 use serde_json::{Value, json};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// The CARTO plain install (helm output), as committed in tests/fixtures.
@@ -117,17 +118,22 @@ pub fn synthetic_deployment(containers: usize, envs: usize) -> Value {
 
 /// The AdmissionReview body the API server sends for `operation` of `obj` (JSON, as on the wire).
 pub fn review_body(obj: &Value, operation: &str) -> Vec<u8> {
+    let old = if operation == "UPDATE" {
+        obj.clone()
+    } else {
+        Value::Null
+    };
+    review_body_with_old(obj, &old, operation)
+}
+
+/// The same with `oldObject` given (`null` for CREATE).
+pub fn review_body_with_old(obj: &Value, old: &Value, operation: &str) -> Vec<u8> {
     let api_version = obj["apiVersion"].as_str().expect("apiVersion");
     let kind = obj["kind"].as_str().expect("kind");
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
     let resource = format!("{}s", kind.to_ascii_lowercase());
     let gvk = json!({"group": group, "version": version, "kind": kind});
     let gvr = json!({"group": group, "version": version, "resource": resource});
-    let old = if operation == "UPDATE" {
-        obj.clone()
-    } else {
-        Value::Null
-    };
     let review = json!({
         "kind": "AdmissionReview",
         "apiVersion": "admission.k8s.io/v1",
@@ -158,10 +164,15 @@ pub fn review_body(obj: &Value, operation: &str) -> Vec<u8> {
 /// `kind` and `request`, the request being the core's borrowing view.
 #[derive(serde::Deserialize)]
 pub struct Envelope<'a> {
-    #[serde(rename = "apiVersion", default)]
-    pub api_version: Option<String>,
-    #[serde(default)]
-    pub kind: Option<String>,
+    #[serde(
+        rename = "apiVersion",
+        borrow,
+        default,
+        deserialize_with = "view::opt_cow"
+    )]
+    pub api_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "view::opt_cow")]
+    pub kind: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub request: Option<ReviewRequest<'a>>,
 }
@@ -180,7 +191,7 @@ pub struct DerivedEnvelope {
 
 /// Parse an AdmissionReview body into the request the core takes (the server's way).
 pub fn parse_request(body: &[u8]) -> ReviewRequest<'_> {
-    let env: Envelope<'_> = serde_json::from_slice(body).expect("an AdmissionReview");
+    let env: Envelope<'_> = view::from_json(body).expect("an AdmissionReview");
     env.request.expect("a request")
 }
 
@@ -222,4 +233,156 @@ pub fn mutated(obj: &Value, snapshot: &ConfigSnapshot, settings: &Settings) -> V
         json_patch::patch(&mut out, p).expect("the patch applies");
     }
     out
+}
+
+/// `fieldsV1` of a managed-fields entry owning every member of `v` (`f:` for object members,
+/// `k:{"name":…}` for named list elements, as the API server writes them).
+fn fields_v1(v: &Value) -> Value {
+    let mut out = serde_json::Map::new();
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                out.insert(format!("f:{k}"), fields_v1(v));
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                let Some(name) = item.get("name").and_then(Value::as_str) else {
+                    continue;
+                };
+                let mut f = fields_v1(item);
+                f[".".to_string()] = json!({});
+                out.insert(format!("k:{}", json!({ "name": name })), f);
+            }
+        }
+        _ => {}
+    }
+    Value::Object(out)
+}
+
+/// A Deployment as the API server stores and sends it: defaults filled in, uid, resourceVersion,
+/// generation, `managedFields` (helm for the spec, the controller for the status) and `status`.
+pub fn deployment_as_served(obj: &Value, generation: u64) -> Value {
+    let mut d = obj.clone();
+    let spec_fields =
+        fields_v1(&json!({"metadata": {"labels": d["metadata"]["labels"]}, "spec": d["spec"]}));
+    let pod = &mut d["spec"]["template"]["spec"];
+    for (k, v) in [
+        ("restartPolicy", json!("Always")),
+        ("dnsPolicy", json!("ClusterFirst")),
+        ("schedulerName", json!("default-scheduler")),
+        ("securityContext", json!({})),
+    ] {
+        pod[k] = v;
+    }
+    for list in ["containers", "initContainers"] {
+        if let Some(cs) = pod[list].as_array_mut() {
+            for c in cs {
+                c["terminationMessagePath"] = json!("/dev/termination-log");
+                c["terminationMessagePolicy"] = json!("File");
+                c["resources"] = json!({});
+            }
+        }
+    }
+    d["spec"]["revisionHistoryLimit"] = json!(10);
+    d["spec"]["progressDeadlineSeconds"] = json!(600);
+    d["spec"]["strategy"]["rollingUpdate"] = json!({"maxUnavailable": "25%", "maxSurge": "25%"});
+    let meta = &mut d["metadata"];
+    meta["uid"] = json!("3b6c2d1e-8f4a-4c55-9e2b-0d7f1a6c9e42");
+    meta["resourceVersion"] = json!(format!("{}", 184_467 + generation));
+    meta["generation"] = json!(generation);
+    meta["creationTimestamp"] = json!("2026-08-11T09:14:03Z");
+    meta["annotations"] = json!({"deployment.kubernetes.io/revision": generation.to_string(),
+                                  "meta.helm.sh/release-name": "carto",
+                                  "meta.helm.sh/release-namespace": "carto"});
+    meta["managedFields"] = json!([
+        {"manager": "helm", "operation": "Update", "apiVersion": "apps/v1",
+         "time": "2026-11-20T16:02:41Z", "fieldsType": "FieldsV1", "fieldsV1": spec_fields},
+        {"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "apps/v1",
+         "time": "2026-11-20T16:03:12Z", "fieldsType": "FieldsV1", "subresource": "status",
+         "fieldsV1": {"f:metadata": {"f:annotations": {".": {}, "f:deployment.kubernetes.io/revision": {}}},
+                      "f:status": {"f:availableReplicas": {}, "f:conditions": {".": {},
+                          "k:{\"type\":\"Available\"}": {".": {}, "f:lastTransitionTime": {}, "f:lastUpdateTime": {}, "f:message": {}, "f:reason": {}, "f:status": {}, "f:type": {}},
+                          "k:{\"type\":\"Progressing\"}": {".": {}, "f:lastTransitionTime": {}, "f:lastUpdateTime": {}, "f:message": {}, "f:reason": {}, "f:status": {}, "f:type": {}}},
+                      "f:observedGeneration": {}, "f:readyReplicas": {}, "f:replicas": {}, "f:updatedReplicas": {}}}},
+    ]);
+    d["status"] = json!({
+        "observedGeneration": generation, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2,
+        "availableReplicas": 2,
+        "conditions": [
+            {"type": "Available", "status": "True", "lastUpdateTime": "2026-11-20T16:03:12Z",
+             "lastTransitionTime": "2026-08-11T09:15:40Z", "reason": "MinimumReplicasAvailable",
+             "message": "Deployment has minimum availability."},
+            {"type": "Progressing", "status": "True", "lastUpdateTime": "2026-11-20T16:03:12Z",
+             "lastTransitionTime": "2026-08-11T09:14:03Z", "reason": "NewReplicaSetAvailable",
+             "message": "ReplicaSet \"carto-workspace-api-7d9f8c6b5d\" has successfully progressed."},
+        ],
+    });
+    d
+}
+
+/// The UPDATE review of a `helm upgrade` of workspace-api (a new image): the new object and the
+/// stored one (admitted earlier, so already patched) as the API server sends them.
+pub fn workspace_api_update_body(snapshot: &ConfigSnapshot, settings: &Settings) -> Vec<u8> {
+    let old = deployment_as_served(&mutated(&workspace_api(), snapshot, settings), 3);
+    let mut new = workspace_api();
+    for list in ["containers", "initContainers"] {
+        for c in new["spec"]["template"]["spec"][list]
+            .as_array_mut()
+            .expect("a list")
+        {
+            let image = c["image"]
+                .as_str()
+                .expect("an image")
+                .replace("2026.8.11-rc.7", "2026.11.2");
+            c["image"] = json!(image);
+        }
+    }
+    review_body_with_old(&deployment_as_served(&new, 4), &old, "UPDATE")
+}
+
+/// The ways of reading the same envelope and views that the `decode/*` benchmarks compare.
+#[derive(Clone, Copy, Debug)]
+pub enum Parser {
+    /// The server's: the body checked as UTF-8 whole, then `serde_json::from_str`.
+    SerdeJson,
+    /// `serde_json::from_slice` (checks UTF-8 string by string).
+    SerdeJsonSlice,
+}
+
+impl Parser {
+    pub const ALL: [Parser; 2] = [Parser::SerdeJson, Parser::SerdeJsonSlice];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Parser::SerdeJson => "serde_json",
+            Parser::SerdeJsonSlice => "serde_json_slice",
+        }
+    }
+}
+
+/// Parse `body` with `parser` and hand the request to `f`.
+pub fn with_request<R>(parser: Parser, body: &[u8], f: impl FnOnce(&ReviewRequest<'_>) -> R) -> R {
+    match parser {
+        Parser::SerdeJson => f(&parse_request(body)),
+        Parser::SerdeJsonSlice => {
+            let env: Envelope<'_> = serde_json::from_slice(body).expect("an AdmissionReview");
+            f(&env.request.expect("a request"))
+        }
+    }
+}
+
+/// [`handle`] with another parser.
+pub fn handle_with(
+    parser: Parser,
+    webhook: Webhook,
+    body: &[u8],
+    snapshot: &ConfigSnapshot,
+    settings: &Settings,
+) -> Vec<u8> {
+    with_request(parser, body, |req| {
+        let decision = carto_wi_webhook::admission::review(webhook, req, snapshot, settings);
+        let resp = ReviewResponse::from_decision(req.uid.to_string(), &decision);
+        serde_json::to_vec(&resp).expect("a response serializes")
+    })
 }

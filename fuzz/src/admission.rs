@@ -39,8 +39,8 @@ pub fn check_review(body: &[u8], snapshot: &ConfigSnapshot, settings: &Settings)
         mutated["allowed"], true,
         "a patch comes with an allowed answer"
     );
-    // The server skips what it does not read without checking it (e.g. invalid UTF-8 in an
-    // unknown member); the API server never sends such a body, and a JSON value cannot hold it.
+    // The server checks only the syntax of what it does not read (e.g. a number out of range in
+    // an unknown member); the API server never sends such a body, and a JSON value cannot hold it.
     let Ok(mut review) = serde_json::from_slice::<Value>(body) else {
         return;
     };

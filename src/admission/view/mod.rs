@@ -22,12 +22,34 @@ use crate::config::{ConfigMapShape, DataShape};
 mod field;
 mod workload;
 
-pub use field::{Field, Keys, LooseMap, StringMap};
+pub use field::{Field, Keys, LooseMap, StringMap, opt_cow};
 pub use workload::{Container, EnvVar, PodSpec, Spec, Template, TemplateMeta};
 
-use field::{cow, opt_cow};
+use field::cow;
 
 use super::limits::MAX_UID_BYTES;
+
+/// Read `T` from JSON text, borrowing from it. The text is checked to be UTF-8 once, whole,
+/// rather than string by string (serde_json's byte-slice reader checks each string it returns
+/// and none that it skips); an invalid byte is an error wherever it is.
+pub fn from_json<'a, T: Deserialize<'a>>(json: &'a [u8]) -> Result<T, serde_json::Error> {
+    match std::str::from_utf8(json) {
+        Ok(text) => serde_json::from_str(text),
+        Err(e) => Err(invalid_utf8(json, e.valid_up_to())),
+    }
+}
+
+/// The error for the invalid byte at `at`, placed the way serde_json places its own.
+fn invalid_utf8(json: &[u8], at: usize) -> serde_json::Error {
+    let before = &json[..at];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let column = at - line_start + 1;
+    serde::de::Error::custom(format_args!("invalid UTF-8 at line {line} column {column}"))
+}
 
 /// `deserialize_with` for the uid: a string of at most [`MAX_UID_BYTES`].
 fn bounded_uid<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Cow<'a, str>, D::Error> {
@@ -79,7 +101,7 @@ pub struct ReviewRequest<'a> {
 impl<'a> ReviewRequest<'a> {
     /// Parse the value of an AdmissionReview's `request`, borrowing from `json`.
     pub fn from_slice(json: &'a [u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(json)
+        from_json(json)
     }
 
     /// Read a request from a JSON value, borrowing from it.
@@ -187,7 +209,7 @@ impl<'a> Object<'a> {
 
     /// Parse an object from JSON text, borrowing from it.
     pub fn from_slice(b: &'a [u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(b)
+        from_json(b)
     }
 
     /// What kind of object this is, by its `apiVersion` group and `kind`.
