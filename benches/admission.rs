@@ -20,7 +20,7 @@ mod common;
 use std::hint::black_box;
 use std::time::Duration;
 
-use carto_wi_webhook::admission::wire::ReviewResponse;
+use carto_wi_webhook::admission::wire::response_body;
 use carto_wi_webhook::admission::{self, Webhook};
 use carto_wi_webhook::config::ConfigSnapshot;
 use carto_wi_webhook::settings::Settings;
@@ -57,10 +57,7 @@ fn bench_pair(
         });
         let decision = admission::review(w, &req, snap, settings);
         g.bench_function(format!("{}/respond", w.as_str()), |b| {
-            b.iter(|| {
-                let r = ReviewResponse::from_decision(req.uid.to_string(), black_box(&decision));
-                serde_json::to_vec(&r).expect("serializes")
-            })
+            b.iter(|| response_body(&req.uid, black_box(&decision)))
         });
     }
     g.finish();

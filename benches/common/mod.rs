@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use carto_wi_webhook::admission::view::{self, ReviewRequest};
-use carto_wi_webhook::admission::wire::ReviewResponse;
+use carto_wi_webhook::admission::wire::response_body;
 use carto_wi_webhook::admission::{Decision, Webhook};
 use carto_wi_webhook::config::{ConfigEntry, ConfigSnapshot, WorkloadIdentityConfig};
 use carto_wi_webhook::settings::Settings;
@@ -209,17 +209,18 @@ pub fn parse_request_kube_review(body: &[u8]) -> AdmissionRequest<DynamicObject>
     review.try_into().expect("a request")
 }
 
-/// The whole request path minus HTTP: parse the body, decide, write the response body.
+/// The whole request path minus HTTP, as the server runs it: parse the body, decide, write the
+/// response body.
 pub fn handle(
     webhook: Webhook,
     body: &[u8],
     snapshot: &ConfigSnapshot,
     settings: &Settings,
 ) -> Vec<u8> {
-    let req = parse_request(body);
-    let decision = carto_wi_webhook::admission::review(webhook, &req, snapshot, settings);
-    let resp = ReviewResponse::from_decision(req.uid.to_string(), &decision);
-    serde_json::to_vec(&resp).expect("a response serializes")
+    let (status, answer) =
+        carto_wi_webhook::server::router::answer_body(webhook, body, snapshot, settings);
+    assert_eq!(status, 200, "a review is decided");
+    answer
 }
 
 /// `obj` after the mutating webhook's patch (what the validating webhook then sees).
@@ -382,7 +383,6 @@ pub fn handle_with(
 ) -> Vec<u8> {
     with_request(parser, body, |req| {
         let decision = carto_wi_webhook::admission::review(webhook, req, snapshot, settings);
-        let resp = ReviewResponse::from_decision(req.uid.to_string(), &decision);
-        serde_json::to_vec(&resp).expect("a response serializes")
+        response_body(&req.uid, &decision)
     })
 }
