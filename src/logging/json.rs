@@ -167,7 +167,8 @@ fn write_json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// `s` escaped for a JSON string, as serde_json does: `"` and `\` with a backslash, the control
+/// `s` escaped for a JSON string, as serde_json does (whose escaper is private and writes whole
+/// quoted strings, while `?`/`%` values arrive in pieces; a property test holds the two equal): `"` and `\` with a backslash, the control
 /// characters U+0000 to U+001F as `\b \t \n \f \r` or `\u00XX`; everything else as it is.
 fn write_escaped(out: &mut Vec<u8>, s: &str) {
     let mut rest = s.as_bytes();
@@ -237,6 +238,8 @@ const ESCAPE: [u8; 256] = {
 };
 
 /// `now` in UTC as `2026-11-26T02:01:16.022060Z` (microseconds), tracing-subscriber's format.
+/// Written by hand, not by `time`'s formatter, to stay allocation-free without its `formatting`
+/// feature; the tests hold it equal to `time`'s calendar.
 fn write_timestamp(out: &mut Vec<u8>, now: SystemTime) {
     let (secs, nanos) = match now.duration_since(UNIX_EPOCH) {
         Ok(d) => (
