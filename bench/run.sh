@@ -71,6 +71,11 @@ if command -v valgrind > /dev/null; then
             printf '%s"%s": %d\n' "$sep" "${c#*:}" $(((b - a) / 1000))
             sep=","
         done
+        # Linearity in the object's size: mutate full of N containers × 50 env.
+        for n in 1 8 32 128; do
+            a=$(ir "$MEMBIN" "size_$n" 10); b=$(ir "$MEMBIN" "size_$n" 60)
+            printf ',"size_%s": %d\n' "$n" $(((b - a) / 50))
+        done
         echo "}"
     } > "$OUT/instructions.json"
 fi

@@ -125,7 +125,16 @@ fn repeat(case: &str, n: usize) {
     };
     let parse = |b: &[u8]| common::with_request(parser, b, |r| r.uid.len());
     let full = |w, b: &[u8]| drop(common::handle_with(parser, w, b, &snap, &settings));
+    // `size_N`: mutate full of a Deployment of N containers × 50 env (linearity, in instructions).
+    let size_body = case
+        .strip_prefix("size_")
+        .and_then(|n| n.parse().ok())
+        .map(|n| common::review_body(&common::synthetic_deployment(n, 50), "CREATE"));
     for _ in 0..n {
+        if let Some(b) = &size_body {
+            full(Webhook::Mutate, b);
+            continue;
+        }
         match case {
             "parse" => drop(std::hint::black_box(parse(&body))),
             "update_parse" => drop(std::hint::black_box(parse(&ubody))),
