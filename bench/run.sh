@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every benchmark of carto-wi-webhook and prints one markdown table (benches/RESULTS.md
-# explains each number). About 7-9 minutes on 2 cores once built (a cold release build adds ~5).
+# explains each number). About 8-9 minutes on 2 cores once built (a cold release build, fat LTO, adds ~10).
 #
 #   bench/run.sh            # everything
 #   RUNS=5 DURATION=5 bench/run.sh
