@@ -170,6 +170,12 @@ fn check_deployment(
     let index = VarIndex::new(managed.iter().map(|(k, _)| *k));
     let skips = target::Skips::of(obj, pod);
     for c in target::managed_containers(pod, settings.include_init_containers, &skips) {
+        if config.is_some() && matches!(c.container.env, Field::Wrong) {
+            violations.push(Violation::EnvNotAList {
+                container: container_name(c.name),
+            });
+            continue;
+        }
         let env: &[Field<EnvVar<'_>>] = c.container.env.get().map_or(&[], Vec::as_slice);
         let hits = index.hits(env);
         if !check_required(&c, &hits, config.is_some(), violations) {

@@ -53,6 +53,15 @@ pub enum Violation {
         /// Container name.
         container: String,
     },
+    /// A managed container's `env` is not a list (a shape the API server's schema refuses), so
+    /// it cannot hold the variables although a configuration applies.
+    #[error(
+        "container {container:?} has an env that is not a list, so none of the Workload Identity variables"
+    )]
+    EnvNotAList {
+        /// Container name.
+        container: String,
+    },
     /// A container's variable breaks a rule.
     #[error("container {container:?}: {name}={} {rule}", super::warnings::short(.value))]
     InvalidEnv {
@@ -183,6 +192,7 @@ impl Violation {
         match self {
             Self::IncompleteEnv { container, .. }
             | Self::NotInjected { container }
+            | Self::EnvNotAList { container }
             | Self::InvalidEnv { container, .. }
             | Self::EnvDrift { container, .. }
             | Self::TooManyEnvEntries { container, .. } => Some(container),
@@ -197,6 +207,7 @@ impl Violation {
             (V::Config(a), V::Config(b)) => same_config_problem(a, b),
             (V::IncompleteEnv { missing: a, .. }, V::IncompleteEnv { missing: b, .. }) => a == b,
             (V::NotInjected { .. }, V::NotInjected { .. }) => true,
+            (V::EnvNotAList { .. }, V::EnvNotAList { .. }) => true,
             (
                 V::InvalidEnv { name, rule, .. },
                 V::InvalidEnv {

@@ -165,6 +165,31 @@ fn partial_set_is_incomplete() {
 }
 
 #[test]
+fn an_env_that_is_not_a_list_is_named_as_such() {
+    for env in [json!({}), json!("A=b"), json!(3)] {
+        let d = validate(&dep_with_env(env.clone()));
+        assert!(!d.allowed(), "{env}");
+        assert_eq!(
+            d.violations,
+            vec![Violation::EnvNotAList {
+                container: "workspace-api".into()
+            }],
+            "{env}"
+        );
+        let denial = d.denial.as_ref().unwrap().to_string();
+        assert!(denial.contains("env that is not a list"), "{denial}");
+    }
+    // `null` is an empty env: the variables are simply not there.
+    let d = validate(&dep_with_env(Value::Null));
+    assert_eq!(
+        d.violations,
+        vec![Violation::NotInjected {
+            container: "workspace-api".into()
+        }]
+    );
+}
+
+#[test]
 fn no_variables_at_all_with_a_config_is_denied_as_not_injected() {
     let d = validate(&dep_with_env(json!([{"name": "A", "value": "b"}])));
     assert!(!d.allowed());

@@ -166,6 +166,16 @@ fn check_deployment(
     };
     let skipped = target::skipped_containers(&obj.metadata, &obj.data);
     for c in target::managed_containers(pod, settings.include_init_containers, &skipped) {
+        let not_a_list = c
+            .container
+            .get("env")
+            .is_some_and(|e| !e.is_array() && !e.is_null());
+        if config.is_some() && not_a_list {
+            violations.push(Violation::EnvNotAList {
+                container: cut(c.name, MAX_QUOTED_CONTAINER).into_owned(),
+            });
+            continue;
+        }
         let env: &[Value] = c
             .container
             .get("env")
