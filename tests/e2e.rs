@@ -16,6 +16,8 @@ mod cluster;
 mod cluster_mode;
 #[path = "e2e/cluster_scenarios.rs"]
 mod cluster_scenarios;
+#[path = "e2e/cluster_scope.rs"]
+mod cluster_scope;
 #[path = "e2e/kube.rs"]
 mod kube;
 #[path = "e2e/pki.rs"]
@@ -107,6 +109,14 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     (
         "cluster_writes_through_restarts_never_store_uninjected",
         cluster_scenarios::cluster_writes_through_restarts_never_store_uninjected,
+    ),
+    (
+        "cluster_excluded_namespaces_left_alone",
+        cluster_scope::cluster_excluded_namespaces_left_alone,
+    ),
+    (
+        "cluster_refused_patch_recorded_not_retried",
+        cluster_scope::cluster_refused_patch_recorded_not_retried,
     ),
     (
         "chart_lint_and_schema_reject_bad_values",

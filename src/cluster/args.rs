@@ -33,6 +33,12 @@ pub struct ClusterArgs {
     #[arg(long, env = "CARTO_WI_RESYNC", default_value = "10m", value_name = "DURATION", value_parser = parse_interval)]
     pub resync: Duration,
 
+    /// Namespaces the reconciler never visits (comma-separated), as the webhooks'
+    /// namespaceSelector leaves them out; kube-system and the webhook's own namespace are always
+    /// left out as well.
+    #[arg(long, env = "CARTO_WI_EXCLUDE_NAMESPACES", value_delimiter = ',', value_name = "NS,...", value_parser = crate::config::rules::dns_name)]
+    pub exclude_namespaces: Vec<String>,
+
     /// Most API requests per second the reconciler makes (lists, gets and patches).
     #[arg(long, env = "CARTO_WI_RECONCILE_QPS", default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub reconcile_qps: u32,
@@ -67,7 +73,21 @@ pub enum CertsMode {
     Files,
 }
 
+/// Namespaces the reconciler leaves out whatever `--exclude-namespaces` says: the API server's
+/// own, and the webhook's (which the chart's webhooks never see either).
+pub const ALWAYS_EXCLUDED: &str = "kube-system";
+
 impl ClusterArgs {
+    /// Every namespace the reconciler leaves out: `--exclude-namespaces`, kube-system and
+    /// `own_namespace`.
+    pub fn excluded_namespaces(&self, own_namespace: &str) -> std::collections::BTreeSet<String> {
+        let mut all: std::collections::BTreeSet<String> =
+            self.exclude_namespaces.iter().cloned().collect();
+        all.insert(ALWAYS_EXCLUDED.to_owned());
+        all.insert(own_namespace.to_owned());
+        all
+    }
+
     /// The certificate mode in force, given whether --tls-cert/--tls-key were passed.
     pub fn certs_mode(&self, tls_files: bool) -> Result<CertsMode, super::Error> {
         match (self.certs_mode, tls_files) {

@@ -1,7 +1,8 @@
 //! Events (events.k8s.io through kube-runtime's `Recorder`), each posted once: a resync, a
 //! restart or a second replica does not repeat one already in the cluster.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 
 use k8s_openapi::api::core::v1::{Event as CoreEvent, ObjectReference};
@@ -14,14 +15,62 @@ use super::metrics::ClusterMetrics;
 pub const INJECTED: &str = "WorkloadIdentityInjected";
 /// Normal, on the ServiceAccount: the gcloud command that grants the IAM binding.
 pub const BINDING_REQUIRED: &str = "WorkloadIdentityBindingRequired";
+/// Warning, on a target whose patch the API server refused (too large, invalid).
+pub const PATCH_REFUSED: &str = "WorkloadIdentityPatchRefused";
 /// Warning, on a ConfigMap that breaks the rules.
 pub const INVALID_CONFIG: &str = "InvalidConfig";
+
+/// How many posted Events are remembered. Each is kept as a 64-bit hash of (object uid, reason,
+/// note), so this is ~200 KiB at most however many objects and config changes go by; once full,
+/// the oldest is forgotten first, and a forgotten Event is looked up in the cluster again (one
+/// list request) rather than posted twice.
+pub const REMEMBERED: usize = 4096;
+
+/// The Events this process knows are in the cluster: a set bounded by [`REMEMBERED`], evicting
+/// the oldest entry first.
+#[derive(Debug)]
+struct Remembered {
+    set: HashSet<u64>,
+    order: VecDeque<u64>,
+    cap: usize,
+}
+
+impl Remembered {
+    fn new(cap: usize) -> Self {
+        Self {
+            set: HashSet::new(),
+            order: VecDeque::new(),
+            cap: cap.max(1),
+        }
+    }
+
+    fn contains(&self, key: u64) -> bool {
+        self.set.contains(&key)
+    }
+
+    fn insert(&mut self, key: u64) {
+        if !self.set.insert(key) {
+            return;
+        }
+        self.order.push_back(key);
+        while self.order.len() > self.cap {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.order.len()
+    }
+}
 
 /// Posts Events, at most once per (object, reason, note).
 pub struct Events {
     client: kube::Client,
     recorder: Recorder,
-    posted: Mutex<HashSet<(String, &'static str, String)>>,
+    posted: Mutex<Remembered>,
     metrics: ClusterMetrics,
 }
 
@@ -35,31 +84,28 @@ impl Events {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            posted: Mutex::new(HashSet::new()),
+            posted: Mutex::new(Remembered::new(REMEMBERED)),
             metrics,
         }
     }
 
-    fn key(
-        on: &ObjectReference,
-        reason: &'static str,
-        note: &str,
-    ) -> (String, &'static str, String) {
-        (on.uid.clone().unwrap_or_default(), reason, note.to_owned())
+    fn key(on: &ObjectReference, reason: &'static str, note: &str) -> u64 {
+        // SipHash with fixed keys: the same key in every run and replica.
+        let mut h = std::hash::DefaultHasher::new();
+        (on.uid.as_deref().unwrap_or_default(), reason, note).hash(&mut h);
+        h.finish()
     }
 
-    fn seen(&self, key: &(String, &'static str, String)) -> bool {
-        self.posted
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(key)
+    fn posted(&self) -> std::sync::MutexGuard<'_, Remembered> {
+        self.posted.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn remember(&self, key: (String, &'static str, String)) {
-        self.posted
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key);
+    fn seen(&self, key: u64) -> bool {
+        self.posted().contains(key)
+    }
+
+    fn remember(&self, key: u64) {
+        self.posted().insert(key);
     }
 
     /// Post `reason` with `note` on `on` unless this process or an earlier one already did.
@@ -71,7 +117,7 @@ impl Events {
         note: String,
     ) -> Result<(), kube::Error> {
         let key = Self::key(on, reason, &note);
-        if self.seen(&key) {
+        if self.seen(key) {
             return Ok(());
         }
         if self.in_cluster(on, reason, &note).await? {
@@ -127,6 +173,45 @@ fn action(reason: &str) -> &'static str {
     match reason {
         INJECTED => "Inject",
         BINDING_REQUIRED => "Annotate",
+        PATCH_REFUSED => "Inject",
         _ => "Validate",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembered_events_are_capped_oldest_first() {
+        let mut r = Remembered::new(3);
+        for k in 1..=3 {
+            r.insert(k);
+        }
+        r.insert(2);
+        assert_eq!(r.len(), 3, "a repeat takes no room");
+        r.insert(4);
+        assert_eq!(r.len(), 3);
+        assert!(!r.contains(1), "the oldest went first");
+        assert!(r.contains(2) && r.contains(3) && r.contains(4));
+        for k in 5..10_000 {
+            r.insert(k);
+        }
+        assert_eq!(r.len(), 3);
+        assert_eq!(r.set.len(), 3, "the set and the order agree");
+        assert!(r.contains(9_999) && !r.contains(4));
+    }
+
+    #[test]
+    fn keys_tell_object_reason_and_note_apart() {
+        let on = |uid: &str| ObjectReference {
+            uid: Some(uid.into()),
+            ..ObjectReference::default()
+        };
+        let a = Events::key(&on("u1"), INJECTED, "n");
+        assert_eq!(a, Events::key(&on("u1"), INJECTED, "n"));
+        assert_ne!(a, Events::key(&on("u2"), INJECTED, "n"));
+        assert_ne!(a, Events::key(&on("u1"), PATCH_REFUSED, "n"));
+        assert_ne!(a, Events::key(&on("u1"), INJECTED, "m"));
     }
 }

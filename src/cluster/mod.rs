@@ -200,7 +200,13 @@ impl Cluster {
         let identity = identity(&self.args);
         let events = events::Events::new(self.client.clone(), &identity, self.metrics.clone());
         let store = self.store;
-        let ctx = Arc::new(reconcile::Context::new(
+        let excluded = self.args.excluded_namespaces(&self.namespace);
+        tracing::info!(
+            excluded = %excluded.iter().map(String::as_str).collect::<Vec<_>>().join(","),
+            "the reconciler leaves these namespaces out"
+        );
+        let ctx = Arc::new(
+            reconcile::Context::new(
             self.client.clone(),
             events,
             self.metrics.clone(),
@@ -208,7 +214,9 @@ impl Cluster {
             move || store.load_full(),
             watched,
             self.args.reconcile_qps,
-        ));
+        )
+            .excluding(excluded),
+        );
         let election = leader::Election {
             namespace: self.namespace,
             lease: self.args.lease.clone(),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::ObjectMeta;
 
-use crate::config::{ConfigEntry, ConfigSnapshot, config_from_object};
+use crate::config::{ConfigEntry, ConfigMapShape, ConfigSnapshot, DataShape};
 use crate::settings::INJECT_LABEL;
 
 /// One `carto-workload-identity` ConfigMap as last seen.
@@ -23,16 +23,25 @@ pub struct SeenConfigMap {
 }
 
 impl SeenConfigMap {
-    /// Parse a ConfigMap from the watch.
+    /// Parse a ConfigMap from the watch. Read in place: no second copy of its data is made
+    /// beyond what the configuration keeps.
     pub fn of(cm: &ConfigMap) -> Self {
-        let entry = match serde_json::to_value(cm) {
-            Ok(v) => ConfigEntry::from_result(config_from_object(&v)),
-            Err(e) => ConfigEntry::from_result(Err(vec![crate::config::ConfigProblem::Malformed(
-                e.to_string(),
-            )])),
+        let shape = ConfigMapShape {
+            kind: None,
+            data: match &cm.data {
+                None => DataShape::Absent,
+                Some(d) => DataShape::Entries(
+                    d.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))).collect(),
+                ),
+            },
+            binary_keys: cm
+                .binary_data
+                .iter()
+                .flat_map(|b| b.keys().map(String::as_str))
+                .collect(),
         };
         Self {
-            entry,
+            entry: ConfigEntry::from_result(shape.config()),
             uid: cm.metadata.uid.clone().unwrap_or_default(),
             resource_version: cm.metadata.resource_version.clone().unwrap_or_default(),
         }

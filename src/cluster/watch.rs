@@ -19,6 +19,9 @@ use super::queue::{Work, WorkQueue};
 use super::state::{Change, SeenConfigMap, Watched};
 use crate::config::{ConfigEntry, ConfigSnapshot};
 
+/// ConfigMaps per page of the watch's (re)list: at most ~10 MiB of data held at once.
+const CONFIG_MAP_PAGE: u32 = 10;
+
 /// Where the watches publish what they see.
 pub struct Publisher {
     watched: Mutex<Watched>,
@@ -72,7 +75,11 @@ pub async fn watch_config_maps(
     publisher: Arc<Publisher>,
     synced: impl FnOnce() + Send,
 ) {
-    let config = watcher::Config::default().fields(&format!("metadata.name={config_map}"));
+    // Small pages: a list page is held whole while its ConfigMaps are parsed, and each may hold
+    // up to 1 MiB of data.
+    let config = watcher::Config::default()
+        .fields(&format!("metadata.name={config_map}"))
+        .page_size(CONFIG_MAP_PAGE);
     let stream = watcher(Api::<ConfigMap>::all(client), config).default_backoff();
     let span = tracing::info_span!("watch", watch = "configmaps", name = %config_map);
     let mut listed = BTreeMap::new();

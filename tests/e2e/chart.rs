@@ -307,6 +307,47 @@ pub fn chart_renders_accepted_by_api_server(cp: &ControlPlane) {
         assert!(out.status.success(), "{name}: dry run: {}", text(&out));
         check_crd_objects(name, &ns, &core, &crd);
         check_deployment(name, &core);
+        check_one_scope(name, &ns, &core);
+    }
+}
+
+/// The reconciler's `--exclude-namespaces` is exactly the list both webhooks' namespaceSelector
+/// leaves out: kube-system, the release namespace and webhook.excludeNamespaces.
+fn check_one_scope(name: &str, ns: &str, core: &[Value]) {
+    let args = &find(core, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"];
+    let flag: Vec<&str> = args
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str()?.strip_prefix("--exclude-namespaces="))
+        .flat_map(|v| v.split(','))
+        .collect();
+    let mut want = vec!["kube-system", ns];
+    if name == "configured" {
+        want.extend(["legacy", "sandbox"]);
+    }
+    assert_eq!(flag, want, "{name}: --exclude-namespaces in {args}");
+    for k in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        // Every webhook that leaves namespaces out by name leaves out these.
+        let selectors: Vec<Value> = find(core, k)["webhooks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|w| {
+                w["namespaceSelector"]["matchExpressions"]
+                    .as_array()?
+                    .iter()
+                    .find(|e| e["key"] == "kubernetes.io/metadata.name" && e["operator"] == "NotIn")
+                    .map(|e| e["values"].clone())
+            })
+            .collect();
+        assert!(!selectors.is_empty(), "{name}: {k} leaves namespaces out");
+        for values in selectors {
+            assert_eq!(values, json!(flag), "{name}: {k} and the reconciler");
+        }
     }
 }
 

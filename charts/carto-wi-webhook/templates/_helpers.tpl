@@ -67,14 +67,20 @@ clientConfig:
   {{- end }}
 {{- end -}}
 
-{{/* Namespaces the API server never sends: kube-system, the release's own, opted-out ones. */}}
+{{/* Namespaces left out of admission and of the reconciler alike: kube-system, the release's
+own, webhook.excludeNamespaces (a list, once each). */}}
+{{- define "cwi.excludedNamespaces" -}}
+{{- toYaml (concat (list "kube-system" .Release.Namespace) .Values.webhook.excludeNamespaces | uniq) -}}
+{{- end -}}
+
+{{/* Namespaces the API server never sends: the excluded ones, opted-out ones. */}}
 {{- define "cwi.namespaceSelector" -}}
 namespaceSelector:
   matchExpressions:
     - key: kubernetes.io/metadata.name
       operator: NotIn
       values:
-        {{- toYaml (concat (list "kube-system" .Release.Namespace) .Values.webhook.excludeNamespaces | uniq) | nindent 8 }}
+        {{- include "cwi.excludedNamespaces" . | nindent 8 }}
     - key: workload-identity.carto.com/inject
       operator: NotIn
       values: ["false"]
@@ -100,6 +106,7 @@ namespaceSelector:
 - --reconcile={{ .Values.reconcile.enabled }}
 - --resync={{ .Values.reconcile.resync }}
 - --reconcile-qps={{ .Values.reconcile.qps }}
+- --exclude-namespaces={{ join "," (include "cwi.excludedNamespaces" . | fromYamlArray) }}
 - --lease={{ include "cwi.fullname" . }}
 - --service={{ include "cwi.fullname" . }}
 {{- if eq .Values.certs.mode "self" }}

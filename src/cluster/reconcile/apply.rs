@@ -8,11 +8,11 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::runtime::events::EventType;
 use serde_json::Value;
 
-use super::super::events::INJECTED;
+use super::super::events::{INJECTED, PATCH_REFUSED};
 use super::super::metrics::TargetState;
 use super::super::{Error, Result, decide};
 use super::context::{Context, Counts};
-use super::report::injected_note;
+use super::report::{injected_note, refused_note};
 use crate::admission::Kind;
 use crate::config::{ConfigSnapshot, Resolved};
 
@@ -31,37 +31,60 @@ enum Assessment {
     Drifted(json_patch::Patch),
 }
 
-/// Patch one object if it differs from its config; returns its state (`None`: not a target).
-/// `Drifted` means it differed and was patched (it is tallied as compliant).
+/// What became of one object.
+pub(super) enum Outcome {
+    /// Not one of the webhook's targets.
+    NotTarget,
+    /// A target left as it is, in this state.
+    Settled(TargetState),
+    /// A target that differed and was patched.
+    Patched,
+    /// A target whose patch the API server refused for good (too large, invalid): recorded, and
+    /// tried again only on the next config change or resync.
+    Refused,
+}
+
+/// Patch one object if it differs from its config. The object is dropped once assessed: only
+/// its name, resourceVersion and the patch are kept while the patch is sent.
 pub(super) async fn reconcile_object(
     kind: Kind,
     api: &Api<DynamicObject>,
-    mut obj: DynamicObject,
+    obj: DynamicObject,
     ns: &str,
     snapshot: &ConfigSnapshot,
     ctx: &Context,
     counts: &mut Counts,
-) -> Result<Option<TargetState>> {
+) -> Result<Outcome> {
     let name = obj.metadata.name.clone().unwrap_or_default();
+    let mut next = Some(obj);
     for attempt in 1..=ATTEMPTS {
-        let patch = match assess(kind, &mut obj, ns, snapshot, ctx)? {
-            Assessment::NotTarget => return Ok(None),
+        let obj = match next.take() {
+            Some(obj) => obj,
+            None => reread(kind, api, &name, ns, ctx).await?,
+        };
+        let target = Target::of(kind, &obj);
+        let patch = match assess(kind, obj, ns, snapshot, ctx)? {
+            Assessment::NotTarget => return Ok(Outcome::NotTarget),
             Assessment::Settled(state) => {
                 counts.add(kind, state);
-                return Ok(Some(state));
+                return Ok(Outcome::Settled(state));
             }
             Assessment::Drifted(patch) => patch,
         };
-        match patch_guarded(api, &obj, patch, ctx).await {
-            Ok(patched) => {
-                announce_injected(kind, &patched, ns, snapshot, ctx).await?;
+        match patch_guarded(api, &target, patch, ctx).await {
+            Ok(()) => {
+                announce_injected(&target, ns, snapshot, ctx).await?;
                 counts.add(kind, TargetState::Compliant);
-                return Ok(Some(TargetState::Drifted));
+                return Ok(Outcome::Patched);
             }
             Err(e) if is_conflict(&e) && attempt < ATTEMPTS => {
                 ctx.metrics.action(kind.as_str(), "conflict_retry");
                 tracing::debug!(kind = kind.as_str(), namespace = ns, name = %name, "changed since read: reading it again");
-                obj = reread(kind, api, &name, ns, ctx).await?;
+            }
+            Err(kube::Error::Api(status)) if is_refused(&status) => {
+                report_refused(&target, &status, ns, snapshot, ctx).await?;
+                counts.add(kind, TargetState::Drifted);
+                return Ok(Outcome::Refused);
             }
             Err(e) => {
                 return Err(Error::Patch {
@@ -76,15 +99,36 @@ pub(super) async fn reconcile_object(
     unreachable!("the last attempt returns")
 }
 
+/// What is kept of an object while its patch is sent: enough to guard the patch and to refer
+/// to the object in Events.
+pub(super) struct Target {
+    kind: Kind,
+    reference: ObjectReference,
+}
+
+impl Target {
+    pub(super) fn of(kind: Kind, obj: &DynamicObject) -> Self {
+        Self {
+            kind,
+            reference: object_ref(kind, obj),
+        }
+    }
+
+    fn name(&self) -> &str {
+        self.reference.name.as_deref().unwrap_or_default()
+    }
+}
+
 /// Run the object through the core: is it a target, and what would mutation change?
 fn assess(
     kind: Kind,
-    obj: &mut DynamicObject,
+    mut obj: DynamicObject,
     ns: &str,
     snapshot: &ConfigSnapshot,
     ctx: &Context,
 ) -> Result<Assessment> {
-    let value = object_value(kind, obj)?;
+    let value = object_value(kind, &mut obj)?;
+    drop(obj);
     let view = decide::view(&value).map_err(|e| Error::Encode {
         kind: kind.as_str(),
         source: e,
@@ -104,52 +148,76 @@ fn assess(
     })
 }
 
-/// Apply `patch` to `obj` if it is still at the resourceVersion it was read at.
+/// Apply `patch` to the object if it is still at the resourceVersion it was read at. The
+/// patched object the API server sends back is not kept.
 async fn patch_guarded(
     api: &Api<DynamicObject>,
-    obj: &DynamicObject,
+    target: &Target,
     patch: json_patch::Patch,
     ctx: &Context,
-) -> Result<DynamicObject, kube::Error> {
-    let name = obj.metadata.name.as_deref().unwrap_or_default();
-    let rv = obj.metadata.resource_version.as_deref().unwrap_or_default();
+) -> Result<(), kube::Error> {
+    let rv = target.reference.resource_version.as_deref().unwrap_or_default();
     ctx.throttle().await;
     api.patch(
-        name,
+        target.name(),
         &patch_params(),
         &Patch::Json::<()>(guarded(patch, rv)),
     )
     .await
+    .map(drop)
 }
 
 /// Count the change, log it, and post `WorkloadIdentityInjected` on the patched object.
 async fn announce_injected(
-    kind: Kind,
-    patched: &DynamicObject,
+    target: &Target,
     ns: &str,
     snapshot: &ConfigSnapshot,
     ctx: &Context,
 ) -> Result<()> {
+    let kind = target.kind;
     ctx.metrics.action(kind.as_str(), "patched");
-    let name = patched.metadata.name.as_deref().unwrap_or_default();
     tracing::info!(
         kind = kind.as_str(),
         namespace = ns,
-        name,
+        name = target.name(),
         "patched to the resolved config"
     );
     let note = injected_note(kind, ns, snapshot);
     ctx.throttle().await;
     ctx.events
-        .post(
-            &object_ref(kind, patched),
-            EventType::Normal,
-            INJECTED,
-            note,
-        )
+        .post(&target.reference, EventType::Normal, INJECTED, note)
         .await
         .map_err(|e| Error::PostEvent {
             reason: INJECTED,
+            source: Box::new(e),
+        })
+}
+
+/// Count, log and post `WorkloadIdentityPatchRefused` (once per object, config and answer).
+async fn report_refused(
+    target: &Target,
+    status: &kube::core::Status,
+    ns: &str,
+    snapshot: &ConfigSnapshot,
+    ctx: &Context,
+) -> Result<()> {
+    let kind = target.kind;
+    ctx.metrics.action(kind.as_str(), "refused");
+    tracing::warn!(
+        kind = kind.as_str(),
+        namespace = ns,
+        name = target.name(),
+        code = status.code,
+        error = %status.message,
+        "the API server refused the patch: left as it is until the next config change or resync"
+    );
+    let note = refused_note(status, ns, snapshot);
+    ctx.throttle().await;
+    ctx.events
+        .post_once(&target.reference, EventType::Warning, PATCH_REFUSED, note)
+        .await
+        .map_err(|e| Error::PostEvent {
+            reason: PATCH_REFUSED,
             source: Box::new(e),
         })
 }
@@ -204,9 +272,17 @@ fn guarded(patch: json_patch::Patch, rv: &str) -> json_patch::Patch {
     json_patch::Patch(ops)
 }
 
-/// A failed `test` (the object changed since it was read) or a plain conflict.
+/// A plain conflict, or our `test` of the resourceVersion failed (the object changed since it
+/// was read; the API server answers 422 naming the tested path).
 fn is_conflict(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 409 || s.code == 422)
+    matches!(e, kube::Error::Api(s) if s.code == 409 || (s.code == 422 && s.message.contains("/metadata/resourceVersion")))
+}
+
+/// An answer that sending the same patch again cannot change: the object would be too large
+/// (413, or etcd's "request is too large" as a 500) or invalid (422, e.g. annotations over
+/// their 256 KiB limit).
+fn is_refused(s: &kube::core::Status) -> bool {
+    s.code == 413 || s.code == 422 || (s.code == 500 && s.message.contains("too large"))
 }
 
 pub(super) fn object_ref(kind: Kind, obj: &DynamicObject) -> ObjectReference {

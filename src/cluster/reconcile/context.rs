@@ -1,7 +1,7 @@
 //! What every reconcile shares: the client, Events, metrics, the settings, the snapshot in force,
 //! the rate limiter, and the tally of targets by state behind the `cluster_targets` gauges.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,6 +28,8 @@ pub struct Context {
     pub snapshot: Box<dyn Fn() -> Arc<ConfigSnapshot> + Send + Sync>,
     /// What the watches saw (ConfigMap metadata for Events).
     pub watched: SharedWatched,
+    /// Namespaces never visited (`--exclude-namespaces`, kube-system, the webhook's own).
+    excluded: BTreeSet<String>,
     limiter: tokio::sync::Mutex<tokio::time::Interval>,
     counts: Mutex<BTreeMap<String, Counts>>,
 }
@@ -67,9 +69,21 @@ impl Context {
             settings,
             snapshot: Box::new(snapshot),
             watched,
+            excluded: BTreeSet::new(),
             limiter: tokio::sync::Mutex::new(interval),
             counts: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Never visit these namespaces (the webhooks do not see them either).
+    pub fn excluding(mut self, namespaces: BTreeSet<String>) -> Self {
+        self.excluded = namespaces;
+        self
+    }
+
+    /// Is `namespace` left out of reconciling?
+    pub(super) fn is_excluded(&self, namespace: &str) -> bool {
+        self.excluded.contains(namespace)
     }
 
     /// Wait for the rate limiter before an API request.

@@ -23,13 +23,17 @@ mod apply;
 mod context;
 mod report;
 
-use apply::{object_ref, reconcile_object};
+use apply::{Outcome, object_ref, reconcile_object};
 pub use context::Context;
 use context::Counts;
 use report::{post_binding_required, report_invalid_config};
 
-/// Objects per page when listing Deployments and ServiceAccounts.
-const PAGE: u32 = 100;
+/// Objects per page when listing Deployments and ServiceAccounts. A page is read whole (its JSON
+/// text, then the objects parsed from it), so the reconciler's memory peaks at about twice the
+/// page's size: small pages keep that bounded whatever tenants store in their objects (10 × the
+/// largest object the API stores, ~1.5 MB, is ~15 MB of JSON), for one list request per 10
+/// objects.
+const PAGE: u32 = 10;
 /// Longest wait before retrying a failed namespace.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
@@ -54,7 +58,9 @@ pub async fn run(
             w = queue.next() => w,
         };
         ctx.metrics.queue_len(queue.len());
-        match reconcile(&work, &ctx, &queue).await {
+        let result = reconcile(&work, &ctx, &queue).await;
+        queue.done(&work);
+        match result {
             Ok(()) => {
                 failures.remove(&work);
             }
@@ -125,6 +131,9 @@ async fn fan_out(ctx: &Context, queue: &WorkQueue, with_own_config: bool) -> Res
     }
     if with_own_config {
         namespaces.extend(own.iter().cloned());
+    }
+    namespaces.retain(|ns| !ctx.is_excluded(ns));
+    if with_own_config {
         ctx.retain_counts(&namespaces);
     }
     let mut queued = 0;
@@ -145,6 +154,11 @@ async fn fan_out(ctx: &Context, queue: &WorkQueue, with_own_config: bool) -> Res
 /// Bring the target ServiceAccount and Deployments of one namespace to its config.
 async fn reconcile_namespace(ns: &str, ctx: &Context) -> Result<()> {
     let snapshot = (ctx.snapshot)();
+    if ctx.is_excluded(ns) {
+        tracing::debug!("excluded namespace: left alone");
+        ctx.store_counts(ns, None);
+        return Ok(());
+    }
     if snapshot.is_opted_out(ns) {
         ctx.store_counts(ns, None);
         return Ok(());
@@ -205,9 +219,12 @@ async fn reconcile_service_account(
         })?;
     let Some(sa) = sa else { return Ok(()) };
     let reference = object_ref(Kind::ServiceAccount, &sa);
-    let state = reconcile_object(Kind::ServiceAccount, &api, sa, ns, snapshot, ctx, counts).await?;
-    if let (Some(state), Resolved::Config(config, _)) = (state, snapshot.resolve(ns))
-        && matches!(state, TargetState::Compliant | TargetState::Drifted)
+    let outcome = reconcile_object(Kind::ServiceAccount, &api, sa, ns, snapshot, ctx, counts).await?;
+    if let Resolved::Config(config, _) = snapshot.resolve(ns)
+        && matches!(
+            outcome,
+            Outcome::Settled(TargetState::Compliant) | Outcome::Patched
+        )
     {
         post_binding_required(&reference, ns, config, ctx).await?;
     }

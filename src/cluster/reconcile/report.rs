@@ -28,6 +28,20 @@ pub(super) fn injected_note(kind: Kind, ns: &str, snapshot: &ConfigSnapshot) -> 
     }
 }
 
+/// Why a patch was refused, for its Warning Event (at most 1 kB).
+pub(super) fn refused_note(status: &kube::core::Status, ns: &str, snapshot: &ConfigSnapshot) -> String {
+    let hash = match snapshot.resolve(ns) {
+        Resolved::Config(c, _) => c.hash.clone(),
+        _ => String::new(),
+    };
+    let mut note = format!(
+        "the API server refused the Workload Identity patch (config-hash {hash}), left as it is until the next config change or resync: {} {}",
+        status.code, status.message
+    );
+    truncate(&mut note, 1000);
+    note
+}
+
 pub(super) async fn post_binding_required(
     sa: &ObjectReference,
     ns: &str,
