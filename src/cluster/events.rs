@@ -116,6 +116,20 @@ impl Events {
         reason: &'static str,
         note: String,
     ) -> Result<(), kube::Error> {
+        self.post_once_related(on, None, type_, reason, note).await
+    }
+
+    /// [`post_once`](Self::post_once), the Event also naming `related` (e.g. the ConfigMap a
+    /// patch came from). The API server's Event series are per (object, related, reason): a new
+    /// `related` starts a new Event instead of counting up one whose note is older.
+    pub async fn post_once_related(
+        &self,
+        on: &ObjectReference,
+        related: Option<&ObjectReference>,
+        type_: EventType,
+        reason: &'static str,
+        note: String,
+    ) -> Result<(), kube::Error> {
         let key = Self::key(on, reason, &note);
         if self.seen(key) {
             return Ok(());
@@ -124,7 +138,7 @@ impl Events {
             self.remember(key);
             return Ok(());
         }
-        self.post(on, type_, reason, note).await?;
+        self.publish(on, related, type_, reason, note).await?;
         self.remember(key);
         Ok(())
     }
@@ -137,12 +151,23 @@ impl Events {
         reason: &'static str,
         note: String,
     ) -> Result<(), kube::Error> {
+        self.publish(on, None, type_, reason, note).await
+    }
+
+    async fn publish(
+        &self,
+        on: &ObjectReference,
+        related: Option<&ObjectReference>,
+        type_: EventType,
+        reason: &'static str,
+        note: String,
+    ) -> Result<(), kube::Error> {
         let event = Event {
             type_,
             reason: reason.into(),
             note: Some(note),
             action: action(reason).into(),
-            secondary: None,
+            secondary: related.cloned(),
         };
         self.recorder.publish(&event, on).await?;
         self.metrics.event(reason);

@@ -207,14 +207,14 @@ impl Cluster {
         );
         let ctx = Arc::new(
             reconcile::Context::new(
-            self.client.clone(),
-            events,
-            self.metrics.clone(),
-            self.settings,
-            move || store.load_full(),
-            watched,
-            self.args.reconcile_qps,
-        )
+                self.client.clone(),
+                events,
+                self.metrics.clone(),
+                self.settings,
+                move || store.load_full(),
+                watched,
+                self.args.reconcile_qps,
+            )
             .excluding(excluded),
         );
         let election = leader::Election {

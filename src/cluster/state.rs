@@ -31,7 +31,9 @@ impl SeenConfigMap {
             data: match &cm.data {
                 None => DataShape::Absent,
                 Some(d) => DataShape::Entries(
-                    d.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))).collect(),
+                    d.iter()
+                        .map(|(k, v)| (k.as_str(), Some(v.as_str())))
+                        .collect(),
                 ),
             },
             binary_keys: cm

@@ -37,12 +37,7 @@ pub fn cluster_excluded_namespaces_left_alone(cp: &ControlPlane) {
     let names = &install.names;
     let (legacy, app, system) = (names.ns("legacy"), names.ns("app"), names.system());
     let exclude = format!("--exclude-namespaces={legacy},{}", names.ns("unused"));
-    let hook = ClusterWebhook::launch(
-        &install,
-        "cexc-0",
-        install.port,
-        &[&exclude, "--resync=2s"],
-    );
+    let hook = ClusterWebhook::launch(&install, "cexc-0", install.port, &[&exclude, "--resync=2s"]);
     hook.wait_ready();
     install.wait_api_server_calls_webhook(cp);
     // Stored uninjected in the webhook's own namespace: the API server stops calling the webhook
@@ -72,12 +67,19 @@ pub fn cluster_excluded_namespaces_left_alone(cp: &ControlPlane) {
         assert_untouched(cp, names, ns);
         let ours: Vec<Value> = events(cp, ns)
             .into_iter()
-            .filter(|e| e["reason"].as_str().is_some_and(|r| r.starts_with("WorkloadIdentity")))
+            .filter(|e| {
+                e["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("WorkloadIdentity"))
+            })
             .collect();
         assert!(ours.is_empty(), "Events in {ns}: {ours:?}");
     }
     assert_eq!(
-        hook.metric("carto_wi_cluster_targets", &[("kind", "Deployment"), ("state", "compliant")]),
+        hook.metric(
+            "carto_wi_cluster_targets",
+            &[("kind", "Deployment"), ("state", "compliant")]
+        ),
         Some(TARGET_DEPLOYMENTS.len() as f64),
         "only the ordinary namespace's targets are counted: {}",
         hook.metrics()
@@ -110,7 +112,11 @@ pub fn cluster_refused_patch_recorded_not_retried(cp: &ControlPlane) {
     let app = names.ns("app");
     unselected_namespace(cp, &app);
     install_fixtures(cp, names, &app);
-    let out = apply(cp, &app, &padded_target(names, "big-api"), &[]);
+    // Created, not applied: apply would copy the whole object into an annotation of its own.
+    let out = cp.kubectl(
+        &["create", "-n", &app, "-f", "-"],
+        Some(&padded_target(names, "big-api")),
+    );
     assert!(out.status.success(), "the padded target: {}", text(&out));
     let stored_rv = |name: &str| {
         get(cp, &app, "deployment", name)["metadata"]["resourceVersion"]

@@ -12,7 +12,7 @@ use super::super::events::{INJECTED, PATCH_REFUSED};
 use super::super::metrics::TargetState;
 use super::super::{Error, Result, decide};
 use super::context::{Context, Counts};
-use super::report::{injected_note, refused_note};
+use super::report::{injected_note, refused_note, resolved_config_map};
 use crate::admission::Kind;
 use crate::config::{ConfigSnapshot, Resolved};
 
@@ -156,7 +156,11 @@ async fn patch_guarded(
     patch: json_patch::Patch,
     ctx: &Context,
 ) -> Result<(), kube::Error> {
-    let rv = target.reference.resource_version.as_deref().unwrap_or_default();
+    let rv = target
+        .reference
+        .resource_version
+        .as_deref()
+        .unwrap_or_default();
     ctx.throttle().await;
     api.patch(
         target.name(),
@@ -212,9 +216,16 @@ async fn report_refused(
         "the API server refused the patch: left as it is until the next config change or resync"
     );
     let note = refused_note(status, ns, snapshot);
+    let config_map = resolved_config_map(ns, snapshot, ctx);
     ctx.throttle().await;
     ctx.events
-        .post_once(&target.reference, EventType::Warning, PATCH_REFUSED, note)
+        .post_once_related(
+            &target.reference,
+            config_map.as_ref(),
+            EventType::Warning,
+            PATCH_REFUSED,
+            note,
+        )
         .await
         .map_err(|e| Error::PostEvent {
             reason: PATCH_REFUSED,

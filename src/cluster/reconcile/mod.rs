@@ -219,7 +219,8 @@ async fn reconcile_service_account(
         })?;
     let Some(sa) = sa else { return Ok(()) };
     let reference = object_ref(Kind::ServiceAccount, &sa);
-    let outcome = reconcile_object(Kind::ServiceAccount, &api, sa, ns, snapshot, ctx, counts).await?;
+    let outcome =
+        reconcile_object(Kind::ServiceAccount, &api, sa, ns, snapshot, ctx, counts).await?;
     if let Resolved::Config(config, _) = snapshot.resolve(ns)
         && matches!(
             outcome,

@@ -29,7 +29,11 @@ pub(super) fn injected_note(kind: Kind, ns: &str, snapshot: &ConfigSnapshot) -> 
 }
 
 /// Why a patch was refused, for its Warning Event (at most 1 kB).
-pub(super) fn refused_note(status: &kube::core::Status, ns: &str, snapshot: &ConfigSnapshot) -> String {
+pub(super) fn refused_note(
+    status: &kube::core::Status,
+    ns: &str,
+    snapshot: &ConfigSnapshot,
+) -> String {
     let hash = match snapshot.resolve(ns) {
         Resolved::Config(c, _) => c.hash.clone(),
         _ => String::new(),
@@ -61,6 +65,33 @@ pub(super) async fn post_binding_required(
             reason: BINDING_REQUIRED,
             source: Box::new(e),
         })
+}
+
+/// The ConfigMap (at the version last seen) whose config resolves for `ns`.
+pub(super) fn resolved_config_map(
+    ns: &str,
+    snapshot: &ConfigSnapshot,
+    ctx: &Context,
+) -> Option<ObjectReference> {
+    let origin = match snapshot.resolve(ns) {
+        Resolved::Config(_, origin) | Resolved::Broken(_, origin) => origin,
+        Resolved::None => return None,
+    };
+    let watched = ctx.watched.load();
+    let cm_ns = match origin {
+        ConfigOrigin::Namespace => ns,
+        ConfigOrigin::Default => watched.own_namespace(),
+    };
+    let seen = watched.config_map(cm_ns)?;
+    Some(ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("ConfigMap".into()),
+        name: Some(ctx.settings.config_map.clone()),
+        namespace: Some(cm_ns.to_owned()),
+        uid: Some(seen.uid.clone()),
+        resource_version: Some(seen.resource_version.clone()),
+        ..ObjectReference::default()
+    })
 }
 
 /// A Warning Event on the invalid ConfigMap that applies to `ns` (once per version of it).
