@@ -8,7 +8,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::ObjectMeta;
 
-use crate::config::{ConfigEntry, ConfigMapShape, ConfigSnapshot, DataShape};
+use crate::config::{ConfigEntry, ConfigMapShape, ConfigSnapshot, DataShape, ExtraEnvAllowlist};
 use crate::settings::INJECT_LABEL;
 
 /// One `carto-workload-identity` ConfigMap as last seen.
@@ -23,9 +23,9 @@ pub struct SeenConfigMap {
 }
 
 impl SeenConfigMap {
-    /// Parse a ConfigMap from the watch. Read in place: no second copy of its data is made
-    /// beyond what the configuration keeps.
-    pub fn of(cm: &ConfigMap) -> Self {
+    /// Parse a ConfigMap from the watch (`allowed`: the pass-through keys it may hold). Read in
+    /// place: no second copy of its data is made beyond what the configuration keeps.
+    pub fn of(cm: &ConfigMap, allowed: &ExtraEnvAllowlist) -> Self {
         let shape = ConfigMapShape {
             kind: None,
             data: match &cm.data {
@@ -43,7 +43,7 @@ impl SeenConfigMap {
                 .collect(),
         };
         Self {
-            entry: ConfigEntry::from_result(shape.config()),
+            entry: ConfigEntry::from_result(shape.config(allowed)),
             uid: cm.metadata.uid.clone().unwrap_or_default(),
             resource_version: cm.metadata.resource_version.clone().unwrap_or_default(),
         }
@@ -236,16 +236,25 @@ mod tests {
         let a = "carto-bq@my-project.iam.gserviceaccount.com";
         let b = "carto-other@my-project.iam.gserviceaccount.com";
         assert_eq!(
-            w.apply_config_map("wi-system", SeenConfigMap::of(&cm("wi-system", "1", a))),
+            w.apply_config_map(
+                "wi-system",
+                SeenConfigMap::of(&cm("wi-system", "1", a), &ExtraEnvAllowlist::none())
+            ),
             Some(Change::Default)
         );
         assert_eq!(
-            w.apply_config_map("team", SeenConfigMap::of(&cm("team", "1", b))),
+            w.apply_config_map(
+                "team",
+                SeenConfigMap::of(&cm("team", "1", b), &ExtraEnvAllowlist::none())
+            ),
             Some(Change::ConfigMap("team".into()))
         );
         // Same content at a new resourceVersion: nothing to reconcile.
         assert_eq!(
-            w.apply_config_map("team", SeenConfigMap::of(&cm("team", "2", b))),
+            w.apply_config_map(
+                "team",
+                SeenConfigMap::of(&cm("team", "2", b), &ExtraEnvAllowlist::none())
+            ),
             None
         );
         let s = w.snapshot();
@@ -263,11 +272,23 @@ mod tests {
     fn relist_reports_what_changed_while_disconnected() {
         let mut w = Watched::new("wi-system");
         let a = "carto-bq@my-project.iam.gserviceaccount.com";
-        w.apply_config_map("gone", SeenConfigMap::of(&cm("gone", "1", a)));
-        w.apply_config_map("kept", SeenConfigMap::of(&cm("kept", "1", a)));
+        w.apply_config_map(
+            "gone",
+            SeenConfigMap::of(&cm("gone", "1", a), &ExtraEnvAllowlist::none()),
+        );
+        w.apply_config_map(
+            "kept",
+            SeenConfigMap::of(&cm("kept", "1", a), &ExtraEnvAllowlist::none()),
+        );
         let listed: BTreeMap<_, _> = [
-            ("kept".to_owned(), SeenConfigMap::of(&cm("kept", "5", a))),
-            ("new".to_owned(), SeenConfigMap::of(&cm("new", "1", a))),
+            (
+                "kept".to_owned(),
+                SeenConfigMap::of(&cm("kept", "5", a), &ExtraEnvAllowlist::none()),
+            ),
+            (
+                "new".to_owned(),
+                SeenConfigMap::of(&cm("new", "1", a), &ExtraEnvAllowlist::none()),
+            ),
         ]
         .into();
         let mut changes = w.replace_config_maps(listed);
@@ -284,7 +305,10 @@ mod tests {
     #[test]
     fn invalid_configmap_is_kept_as_broken() {
         let mut w = Watched::new("wi-system");
-        w.apply_config_map("team", SeenConfigMap::of(&cm("team", "1", "not-an-email")));
+        w.apply_config_map(
+            "team",
+            SeenConfigMap::of(&cm("team", "1", "not-an-email"), &ExtraEnvAllowlist::none()),
+        );
         assert!(matches!(w.snapshot().resolve("team"), Resolved::Broken(..)));
         assert_eq!(w.config_map_counts(), (0, 1));
     }

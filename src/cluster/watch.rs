@@ -17,7 +17,7 @@ use tracing::Instrument;
 use super::metrics::{ClusterMetrics, WatchName};
 use super::queue::{Work, WorkQueue};
 use super::state::{Change, SeenConfigMap, Watched};
-use crate::config::{ConfigEntry, ConfigSnapshot};
+use crate::config::{ConfigEntry, ConfigSnapshot, ExtraEnvAllowlist};
 
 /// ConfigMaps per page of the watch's (re)list: at most ~10 MiB of data held at once.
 const CONFIG_MAP_PAGE: u32 = 10;
@@ -69,9 +69,10 @@ impl Publisher {
 }
 
 /// Run the ConfigMap watch until the stream ends; `synced` is called after the first full list.
+/// `allowed` are the pass-through keys a ConfigMap may hold.
 pub async fn watch_config_maps(
     client: kube::Client,
-    config_map: String,
+    (config_map, allowed): (String, ExtraEnvAllowlist),
     publisher: Arc<Publisher>,
     synced: impl FnOnce() + Send,
 ) {
@@ -92,7 +93,7 @@ pub async fn watch_config_maps(
             Event::Init => listed.clear(),
             Event::InitApply(cm) => {
                 if let Some(ns) = cm.metadata.namespace.clone() {
-                    let seen = SeenConfigMap::of(&cm);
+                    let seen = SeenConfigMap::of(&cm, &allowed);
                     report(&ns, &cm, &seen);
                     listed.insert(ns, seen);
                 }
@@ -103,7 +104,7 @@ pub async fn watch_config_maps(
             }
             Event::Apply(cm) => {
                 if let Some(ns) = cm.metadata.namespace.clone() {
-                    let seen = SeenConfigMap::of(&cm);
+                    let seen = SeenConfigMap::of(&cm, &allowed);
                     report(&ns, &cm, &seen);
                     publisher.update(|w| w.apply_config_map(&ns, seen).into_iter().collect());
                 }

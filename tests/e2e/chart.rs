@@ -209,6 +209,21 @@ pub fn chart_lint_and_schema_reject_bad_values(cp: &ControlPlane) {
             "at '/config/extra/WORKSPACE_SYNC_DATA_ENABLED': got boolean, want string",
         ),
         (
+            &[
+                &ACME_VALUES[..],
+                &[
+                    "--set-string",
+                    "config.extra.WORKSPACE_POSTGRES_PASSWORD=stolen",
+                ],
+            ]
+            .concat(),
+            "config.extra.WORKSPACE_POSTGRES_PASSWORD: not in policy.extraEnvAllowed",
+        ),
+        (
+            &["--set", "policy.extraEnvAllowed={HOME}"],
+            "at '/policy/extraEnvAllowed/0': 'HOME' does not match pattern",
+        ),
+        (
             &["--set", "certs.certManager.issuerRef.kind=Vault"],
             "at '/certs/certManager/issuerRef/kind': value must be one of 'Issuer', 'ClusterIssuer'",
         ),
@@ -232,6 +247,10 @@ fn combinations() -> Vec<(&'static str, Vec<&'static str>)> {
         "config.gkeClusterProject=acme-gke-prod",
         "--set-string",
         "config.extra.WORKSPACE_SYNC_DATA_ENABLED=true",
+        "--set",
+        "policy.extraEnvAllowed={WORKSPACE_SYNC_DATA_ENABLED,WORKSPACE_POSTGRES_SSL_MODE}",
+        "--set",
+        "policy.objectOptOut=true",
         "--set",
         "policy.enforcement=warn",
         "--set",
