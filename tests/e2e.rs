@@ -5,11 +5,14 @@
 //! configurations and its own namespaces, so scenarios run in parallel. The `cluster_` scenarios
 //! run the webhook in cluster mode, as a ServiceAccount bound to examples/rbac.yaml, under names
 //! of their own (every cluster-mode reconciler works cluster-wide). The `chart_` scenarios test
-//! charts/carto-wi-webhook (helm comes from the same control-plane build). Everything is stopped
-//! when the run ends, pass or fail; logs stay under target/e2e/ for diagnosis.
+//! charts/carto-wi-webhook with Helm 4 and Helm 3 (both from the same control-plane build).
+//! Everything is stopped when the run ends, pass or fail; logs stay under target/e2e/ for
+//! diagnosis.
 
 #[path = "e2e/chart.rs"]
 mod chart;
+#[path = "e2e/chart_safety.rs"]
+mod chart_safety;
 #[path = "e2e/cluster.rs"]
 mod cluster;
 #[path = "e2e/cluster_mode.rs"]
@@ -128,6 +131,14 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     (
         "chart_objects_inject_plain_carto_install",
         chart::chart_objects_inject_plain_carto_install,
+    ),
+    (
+        "chart_default_config_validated_own_objects_never_sent",
+        chart_safety::chart_default_config_validated_own_objects_never_sent,
+    ),
+    (
+        "chart_helm_cycle_and_deletion_with_webhook_down",
+        chart_safety::chart_helm_cycle_and_deletion_with_webhook_down,
     ),
 ];
 

@@ -48,6 +48,18 @@ ConfigMap by name. Everything else is never sent. */}}
    (has(object.spec.template.spec.serviceAccount) && object.spec.template.spec.serviceAccount == '{{ .Values.policy.serviceAccount }}')))
 {{- end -}}
 
+{{/* The admin listener's port (/livez, /readyz, /metrics); the schema keeps webhook.port off it. */}}
+{{- define "cwi.adminPort" -}}
+8080
+{{- end -}}
+
+{{/* An object being deleted (finalizers pending) is never sent: removing a finalizer, and so
+deleting a namespace, never waits on the webhook. */}}
+{{- define "cwi.notDeleting" -}}
+- name: not-being-deleted
+  expression: "!has(object.metadata.deletionTimestamp)"
+{{- end -}}
+
 {{/* clientConfig of one webhook; path is /mutate or /validate. */}}
 {{- define "cwi.clientConfig" -}}
 {{- $root := index . 0 -}}
@@ -82,9 +94,12 @@ namespaceSelector:
 
 {{/* The arguments of `carto-wi-webhook serve`. */}}
 {{- define "cwi.args" -}}
+{{- if eq (int .Values.webhook.port) (int (include "cwi.adminPort" .)) }}
+{{- fail (printf "webhook.port: %v is the admin port (/livez, /readyz, /metrics); choose another, e.g. 10250" .Values.webhook.port) }}
+{{- end }}
 - serve
-- --listen=0.0.0.0:8443
-- --admin-listen=0.0.0.0:8080
+- --listen=0.0.0.0:{{ .Values.webhook.port }}
+- --admin-listen=0.0.0.0:{{ include "cwi.adminPort" . }}
 - --config-map={{ .Values.config.name }}
 - --service-account={{ .Values.policy.serviceAccount }}
 - --enforcement={{ .Values.policy.enforcement }}
