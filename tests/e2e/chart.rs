@@ -290,6 +290,21 @@ fn lint_and_schema(cp: &ControlPlane, h: Helm) {
             "at '/config/extra/WORKSPACE_SYNC_DATA_ENABLED': got boolean, want string",
         ),
         (
+            &[
+                &ACME_VALUES[..],
+                &[
+                    "--set-string",
+                    "config.extra.WORKSPACE_POSTGRES_PASSWORD=stolen",
+                ],
+            ]
+            .concat(),
+            "config.extra.WORKSPACE_POSTGRES_PASSWORD: not in policy.extraEnvAllowed",
+        ),
+        (
+            &["--set", "policy.extraEnvAllowed={HOME}"],
+            "at '/policy/extraEnvAllowed/0': 'HOME' does not match pattern",
+        ),
+        (
             &["--set", "certs.certManager.issuerRef.kind=Vault"],
             "at '/certs/certManager/issuerRef/kind': value must be one of 'Issuer', 'ClusterIssuer'",
         ),
@@ -350,6 +365,10 @@ fn combinations() -> Vec<(&'static str, Vec<&'static str>)> {
         "config.gkeClusterProject=acme-gke-prod",
         "--set-string",
         "config.extra.WORKSPACE_SYNC_DATA_ENABLED=true",
+        "--set",
+        "policy.extraEnvAllowed={WORKSPACE_SYNC_DATA_ENABLED,WORKSPACE_POSTGRES_SSL_MODE}",
+        "--set",
+        "policy.objectOptOut=true",
         "--set",
         "policy.enforcement=warn",
         "--set",
