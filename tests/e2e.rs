@@ -18,6 +18,8 @@ mod cluster_mode;
 mod cluster_scenarios;
 #[path = "e2e/kube.rs"]
 mod kube;
+#[path = "e2e/least_privilege.rs"]
+mod least_privilege;
 #[path = "e2e/pki.rs"]
 mod pki;
 #[path = "e2e/process.rs"]
@@ -128,6 +130,10 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     (
         "chart_objects_inject_plain_carto_install",
         chart::chart_objects_inject_plain_carto_install,
+    ),
+    (
+        "chart_policy_bounds_the_webhook_token",
+        least_privilege::chart_policy_bounds_the_webhook_token,
     ),
 ];
 

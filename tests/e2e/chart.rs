@@ -1,7 +1,7 @@
 //! The Helm chart (charts/carto-wi-webhook) against the e2e control plane: lint, the values
 //! schema, every main rendering accepted by the real API server, the chart's RBAC equal to
 //! examples/rbac.yaml, a security scan, the README's values table, and the chart's own objects
-//! running the webhook that injects a plain CARTO install.
+//! (its admission policy included) running the webhook that injects a plain CARTO install.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -58,7 +58,12 @@ fn helm_command(cp: &ControlPlane, args: &[&str]) -> Command {
 }
 
 /// `helm template RELEASE chart -n NS ARGS...`: the rendered stream, or helm's error.
-fn template(cp: &ControlPlane, release: &str, ns: &str, args: &[&str]) -> Result<String, String> {
+pub(super) fn template(
+    cp: &ControlPlane,
+    release: &str,
+    ns: &str,
+    args: &[&str],
+) -> Result<String, String> {
     let chart = chart_dir();
     let mut all = vec!["template", release, chart.to_str().unwrap(), "-n", ns];
     all.extend_from_slice(args);
@@ -71,7 +76,7 @@ fn template(cp: &ControlPlane, release: &str, ns: &str, args: &[&str]) -> Result
 }
 
 /// The objects of a rendered stream.
-fn objects(stream: &str) -> Vec<Value> {
+pub(super) fn objects(stream: &str) -> Vec<Value> {
     carto_wi_webhook::yaml::split_documents(stream)
         .into_iter()
         .filter(|d| !d.is_empty())
@@ -80,17 +85,17 @@ fn objects(stream: &str) -> Vec<Value> {
         .collect()
 }
 
-fn kind(v: &Value) -> &str {
+pub(super) fn kind(v: &Value) -> &str {
     v["kind"].as_str().unwrap_or("")
 }
 
-fn find<'a>(objs: &'a [Value], k: &str) -> &'a Value {
+pub(super) fn find<'a>(objs: &'a [Value], k: &str) -> &'a Value {
     objs.iter()
         .find(|v| kind(v) == k)
         .unwrap_or_else(|| panic!("no {k} rendered"))
 }
 
-fn list(items: Vec<Value>) -> String {
+pub(super) fn list(items: Vec<Value>) -> String {
     json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string()
 }
 
@@ -490,6 +495,17 @@ pub fn chart_rbac_is_examples_rbac(cp: &ControlPlane) {
         minus(&is_cert_rule),
         "cert-manager"
     );
+    // Without the reconciler, nothing reads or patches Deployments and ServiceAccounts.
+    let is_reconciler_rule = |r: &Value| {
+        is_secret_create(r)
+            || r["resources"] == json!(["deployments"])
+            || r["resources"] == json!(["serviceaccounts"])
+    };
+    assert_eq!(
+        rules_by_kind(&rendered(&["--set", "reconcile.enabled=false"])),
+        minus(&is_reconciler_rule),
+        "reconcile.enabled=false"
+    );
     for binding in ["ClusterRoleBinding", "RoleBinding"] {
         assert_eq!(
             find(&exact, binding)["subjects"],
@@ -829,6 +845,9 @@ fn run_rendered_container(
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(&kubeconfig, token_kubeconfig(cp, token.trim())).unwrap();
+    // The chart's admission policy judges every write the webhook makes from its first one.
+    let configs = deployment["metadata"]["name"].as_str().expect("named");
+    super::least_privilege::wait_policy_active(cp, &kubeconfig, configs);
 
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_carto-wi-webhook"));
     for arg in container["args"].as_array().expect("rendered args") {
@@ -865,7 +884,7 @@ fn run_rendered_container(
     ClusterWebhook::spawn(identity, port, admin_port, dir.join("webhook.log"), cmd)
 }
 
-fn token_kubeconfig(cp: &ControlPlane, token: &str) -> String {
+pub(super) fn token_kubeconfig(cp: &ControlPlane, token: &str) -> String {
     let admin = std::fs::read_to_string(&cp.kubeconfig).unwrap();
     let server = admin
         .lines()
