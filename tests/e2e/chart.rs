@@ -179,6 +179,10 @@ pub fn chart_lint_and_schema_reject_bad_values(cp: &ControlPlane) {
             "at '/policy/deployments/0': 'Carto_API' does not match pattern",
         ),
         (
+            &["--set", "policy.extraEnvAllowed[0]=SYNC_DATA_ENABLED"],
+            "at '/policy/extraEnvAllowed/0': 'SYNC_DATA_ENABLED' does not match pattern",
+        ),
+        (
             &["--set", "config.create=true"],
             "at '/config/workflowsTemp': '' does not match pattern",
         ),
@@ -245,6 +249,8 @@ fn combinations() -> Vec<(&'static str, Vec<&'static str>)> {
         "policy.deployments={carto-workspace-api,carto-router}",
         "--set",
         "policy.includeInitContainers=true",
+        "--set",
+        "policy.extraEnvAllowed={WORKSPACE_SYNC_DATA_ENABLED}",
         "--set",
         "reconcile.enabled=false",
         "--set",

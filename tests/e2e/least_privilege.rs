@@ -152,7 +152,8 @@ impl<'a> Setup<'a> {
     }
 }
 
-/// The request failed with the policy's denial, and its message contains `want`.
+/// The request failed with the policy's denial, and its message contains each `|`-separated
+/// part of `want` (the changed fields of one object are named in no fixed order).
 fn assert_refused(out: &Output, what: &str, want: &str) {
     let said = text(out);
     assert!(!out.status.success(), "{what}: not refused: {said}");
@@ -160,7 +161,7 @@ fn assert_refused(out: &Output, what: &str, want: &str) {
         "ValidatingAdmissionPolicy '{WEBHOOK}' with binding '{WEBHOOK}' denied request: {WEBHOOK} "
     );
     assert!(
-        said.contains(&prefix) && said.contains(want),
+        said.contains(&prefix) && want.split('|').all(|part| said.contains(part)),
         "{what}: wanted the policy's message with {want:?}, got: {said}"
     );
 }
@@ -181,8 +182,9 @@ pub fn chart_policy_bounds_the_webhook_token(cp: &ControlPlane) {
     admin_not_refused(&s);
 }
 
-/// A refused change: what it is, a JSON patch (`{hook}` and `{kind}` stand for the webhook's
-/// name and the configuration's kind), and what the policy's message names.
+/// A refused change: what it is, a JSON patch, and what the policy's message names (`{hook}`,
+/// `{kind}` and `{flipped}` stand for the webhook's name, the configuration's kind and the
+/// other failure policy).
 type Case = (&'static str, &'static str, &'static str);
 
 const DEPLOYMENT_CASES: &[Case] = &[
@@ -214,7 +216,7 @@ const DEPLOYMENT_CASES: &[Case] = &[
     (
         "serviceAccountName",
         r#"[{"op": "replace", "path": "/spec/template/spec/serviceAccountName", "value": "cluster-admin-sa"}]"#,
-        "pod spec of Deployment app: serviceAccountName",
+        "may not change the pod spec of Deployment app: |serviceAccountName",
     ),
     (
         "pod securityContext",
@@ -223,7 +225,7 @@ const DEPLOYMENT_CASES: &[Case] = &[
     ),
     (
         "container securityContext",
-        r#"[{"op": "replace", "path": "/spec/template/spec/containers/0/securityContext", "value": {"privileged": true}}]"#,
+        r#"[{"op": "replace", "path": "/spec/template/spec/containers/0/securityContext", "value": {"runAsUser": 0, "allowPrivilegeEscalation": true}}]"#,
         "containers[app]: securityContext",
     ),
     (
@@ -340,7 +342,7 @@ const WEBHOOK_CASES: &[Case] = &[
     (
         "service replaced by a url",
         r#"[{"op": "remove", "path": "/webhooks/0/clientConfig/service"}, {"op": "add", "path": "/webhooks/0/clientConfig/url", "value": "https://steal.example.com/review"}]"#,
-        "clientConfig.url",
+        "{hook}: |clientConfig.url",
     ),
     (
         "namespaceSelector",
@@ -359,7 +361,7 @@ const WEBHOOK_CASES: &[Case] = &[
     ),
     (
         "failurePolicy",
-        r#"[{"op": "replace", "path": "/webhooks/0/failurePolicy", "value": "Ignore"}]"#,
+        r#"[{"op": "replace", "path": "/webhooks/0/failurePolicy", "value": "{flipped}"}]"#,
         "{hook}: failurePolicy",
     ),
     (
@@ -412,7 +414,7 @@ fn assert_cases_refused(
 ) {
     let fill = |t: &str| vars.iter().fold(t.to_owned(), |t, (k, v)| t.replace(k, v));
     for (what, patch, want) in cases {
-        let patch: Value = serde_json::from_str(patch).expect("a JSON patch");
+        let patch: Value = serde_json::from_str(&fill(patch)).expect("a JSON patch");
         let out = s.patch(kind, name, ns, "json", &patch);
         assert_refused(&out, &format!("{kind} {name}: {what}"), &fill(want));
     }
@@ -568,7 +570,12 @@ fn webhook_configuration_writes(s: &Setup) {
             rotate_ca_bundle(s, kind, hook, cn);
         }
         let before = config(s, kind);
-        let vars = [("{hook}", hook), ("{kind}", kind)];
+        let flipped = if before["webhooks"][0]["failurePolicy"] == "Fail" {
+            "Ignore"
+        } else {
+            "Fail"
+        };
+        let vars = [("{hook}", hook), ("{kind}", kind), ("{flipped}", flipped)];
         assert_cases_refused(s, kind, WEBHOOK, "", WEBHOOK_CASES, &vars);
         let mut second = before["webhooks"][0].clone();
         second["name"] = json!("steal.example.com");
