@@ -12,6 +12,8 @@
 mod chart;
 #[path = "e2e/cluster.rs"]
 mod cluster;
+#[path = "e2e/cluster_extras.rs"]
+mod cluster_extras;
 #[path = "e2e/cluster_mode.rs"]
 mod cluster_mode;
 #[path = "e2e/cluster_scenarios.rs"]
@@ -73,6 +75,10 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     (
         "self_managed_certificates",
         self_managed::self_managed_certificates,
+    ),
+    (
+        "cluster_extra_allowed_injected_then_taken_back",
+        cluster_extras::cluster_extra_allowed_injected_then_taken_back,
     ),
     (
         "cluster_rbac_grants_exactly_the_named_objects",

@@ -179,10 +179,6 @@ pub fn chart_lint_and_schema_reject_bad_values(cp: &ControlPlane) {
             "at '/policy/deployments/0': 'Carto_API' does not match pattern",
         ),
         (
-            &["--set", "policy.extraEnvAllowed[0]=SYNC_DATA_ENABLED"],
-            "at '/policy/extraEnvAllowed/0': 'SYNC_DATA_ENABLED' does not match pattern",
-        ),
-        (
             &["--set", "config.create=true"],
             "at '/config/workflowsTemp': '' does not match pattern",
         ),
@@ -218,6 +214,21 @@ pub fn chart_lint_and_schema_reject_bad_values(cp: &ControlPlane) {
             "at '/config/extra/WORKSPACE_SYNC_DATA_ENABLED': got boolean, want string",
         ),
         (
+            &[
+                &ACME_VALUES[..],
+                &[
+                    "--set-string",
+                    "config.extra.WORKSPACE_POSTGRES_PASSWORD=stolen",
+                ],
+            ]
+            .concat(),
+            "config.extra.WORKSPACE_POSTGRES_PASSWORD: not in policy.extraEnvAllowed",
+        ),
+        (
+            &["--set", "policy.extraEnvAllowed={HOME}"],
+            "at '/policy/extraEnvAllowed/0': 'HOME' does not match pattern",
+        ),
+        (
             &["--set", "certs.certManager.issuerRef.kind=Vault"],
             "at '/certs/certManager/issuerRef/kind': value must be one of 'Issuer', 'ClusterIssuer'",
         ),
@@ -242,6 +253,10 @@ fn combinations() -> Vec<(&'static str, Vec<&'static str>)> {
         "--set-string",
         "config.extra.WORKSPACE_SYNC_DATA_ENABLED=true",
         "--set",
+        "policy.extraEnvAllowed={WORKSPACE_SYNC_DATA_ENABLED,WORKSPACE_POSTGRES_SSL_MODE}",
+        "--set",
+        "policy.objectOptOut=true",
+        "--set",
         "policy.enforcement=warn",
         "--set",
         "policy.requireConfig=true",
@@ -249,8 +264,6 @@ fn combinations() -> Vec<(&'static str, Vec<&'static str>)> {
         "policy.deployments={carto-workspace-api,carto-router}",
         "--set",
         "policy.includeInitContainers=true",
-        "--set",
-        "policy.extraEnvAllowed={WORKSPACE_SYNC_DATA_ENABLED}",
         "--set",
         "reconcile.enabled=false",
         "--set",

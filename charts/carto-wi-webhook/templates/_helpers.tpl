@@ -97,6 +97,12 @@ namespaceSelector:
 {{- if .Values.policy.includeInitContainers }}
 - --include-init-containers
 {{- end }}
+{{- with .Values.policy.extraEnvAllowed }}
+- --extra-env={{ join "," . }}
+{{- end }}
+{{- if .Values.policy.objectOptOut }}
+- --object-opt-out
+{{- end }}
 - --reconcile={{ .Values.reconcile.enabled }}
 - --resync={{ .Values.reconcile.resync }}
 - --reconcile-qps={{ .Values.reconcile.qps }}
