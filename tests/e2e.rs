@@ -3,10 +3,11 @@
 //!
 //! One control plane is shared; each scenario runs its own webhook process, its own webhook
 //! configurations and its own namespaces, so scenarios run in parallel. The `cluster_` scenarios
-//! run the webhook in cluster mode, as a ServiceAccount bound to examples/rbac.yaml, under names
-//! of their own (every cluster-mode reconciler works cluster-wide). The `chart_` scenarios test
-//! charts/carto-wi-webhook (helm comes from the same control-plane build). Everything is stopped
-//! when the run ends, pass or fail; logs stay under target/e2e/ for diagnosis.
+//! run the webhook in cluster mode, as a ServiceAccount bound to examples/rbac.yaml and judged by
+//! the chart's admission policy, under names of their own (every cluster-mode reconciler works
+//! cluster-wide). The `chart_` scenarios test charts/carto-wi-webhook (helm comes from the same
+//! control-plane build). Everything is stopped when the run ends, pass or fail; logs stay under
+//! target/e2e/ for diagnosis.
 
 #[path = "e2e/chart.rs"]
 mod chart;

@@ -773,3 +773,33 @@ pub(super) fn wait_policy_active(cp: &ControlPlane, kubeconfig: &std::path::Path
         text(&out).contains("denied request").then_some(())
     });
 }
+
+/// The chart's admission policy and binding, rendered for a webhook running as ServiceAccount
+/// `name` of namespace `ns` (`fullnameOverride`), with these extra variables allowed, applied;
+/// returns once it refuses a change made with `kubeconfig` (that ServiceAccount's token) to the
+/// mutating configuration `name`.
+pub(super) fn apply_chart_policy(
+    cp: &ControlPlane,
+    ns: &str,
+    name: &str,
+    extra_env: &[&str],
+    kubeconfig: &std::path::Path,
+) {
+    let fullname = format!("fullnameOverride={name}");
+    let allowed = format!("policy.extraEnvAllowed={{{}}}", extra_env.join(","));
+    let mut args = vec![
+        "--show-only",
+        "templates/admission-policy.yaml",
+        "--set",
+        &fullname,
+    ];
+    if !extra_env.is_empty() {
+        args.extend(["--set", &allowed]);
+    }
+    let stream = template(cp, "policy", ns, &args).unwrap();
+    must(
+        cp.kubectl(&["apply", "-f", "-"], Some(&stream)),
+        "apply the chart's admission policy",
+    );
+    wait_policy_active(cp, kubeconfig, name);
+}
