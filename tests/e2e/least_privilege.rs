@@ -176,6 +176,7 @@ pub fn chart_policy_bounds_the_webhook_token(cp: &ControlPlane) {
     s.wait_active();
     deployment_changes_refused(&s);
     reconciler_deployment_writes_pass(&s);
+    padded_target_judged(&s);
     service_account_writes(&s);
     webhook_configuration_writes(&s);
     only_updates(&s);
@@ -535,6 +536,49 @@ fn extra_variable_added_and_removed(s: &Setup) {
     let annotations = &d["spec"]["template"]["metadata"]["annotations"];
     assert!(annotations[MANAGED_ENV].is_null());
     assert_eq!(annotations["team.example/owner"], "data");
+}
+
+/// A target padded to the API's limits (240 KB annotations on the object and on its pod
+/// template, 10 containers of 40 variables each) stays within the policy's CEL cost budget: the
+/// core's patch passes (an evaluation error would refuse it: the policy fails closed) and a
+/// change of an image is still refused by the rule that names it.
+fn padded_target_judged(s: &Setup) {
+    let mut d = target_deployment();
+    d["metadata"]["name"] = json!("padded");
+    d["metadata"]["annotations"] = json!({"pad.example/object": "x".repeat(240_000)});
+    let template = &mut d["spec"]["template"];
+    template["metadata"]["annotations"] = json!({"pad.example/template": "y".repeat(240_000)});
+    let env: Vec<Value> = (0..40)
+        .map(|i| json!({"name": format!("PAD_{i}"), "value": "z".repeat(100)}))
+        .collect();
+    let containers: Vec<Value> = (0..10)
+        .map(|i| json!({"name": format!("c{i}"), "image": "registry.example/carto/app:1", "env": env}))
+        .collect();
+    template["spec"]["containers"] = Value::Array(containers);
+    // Created, not applied: a last-applied annotation would double the object's annotations.
+    must(
+        s.cp.kubectl(&["create", "-n", CARTO, "-f", "-"], Some(&d.to_string())),
+        "create the padded Deployment",
+    );
+    let stored = get(s.cp, CARTO, "deployment", "padded");
+    let patch = core_patch(s, &stored, &ACME);
+    let out = s.patch("deployment", "padded", CARTO, "json", &patch);
+    assert!(
+        out.status.success(),
+        "the core's patch of a padded target: {}",
+        text(&out)
+    );
+    let image = json!([op(
+        "replace",
+        "/spec/template/spec/containers/9/image",
+        json!("evil.example/app:1")
+    )]);
+    let out = s.patch("deployment", "padded", CARTO, "json", &image);
+    assert_refused(
+        &out,
+        "the image of a padded target",
+        "containers[c9]: image",
+    );
 }
 
 /// The target ServiceAccount: the core's annotation and config-hash pass (twice: set, then
