@@ -176,6 +176,7 @@ pub fn chart_policy_bounds_the_webhook_token(cp: &ControlPlane) {
     s.wait_active();
     deployment_changes_refused(&s);
     reconciler_deployment_writes_pass(&s);
+    taken_back_after_the_allowlist_shrank(&s);
     padded_target_judged(&s);
     service_account_writes(&s);
     webhook_configuration_writes(&s);
@@ -293,6 +294,11 @@ const DEPLOYMENT_CASES: &[Case] = &[
         "a pod template label",
         r#"[{"op": "add", "path": "/spec/template/metadata/labels/extra", "value": "1"}]"#,
         "may not change the pod template metadata of Deployment app other than its annotations config-hash and managed-env: labels",
+    ),
+    (
+        "an unallowed name recorded in managed-env",
+        r#"[{"op": "add", "path": "/spec/template/metadata/annotations/workload-identity.carto.com~1managed-env", "value": "WORKSPACE_POSTGRES_HOST"}]"#,
+        "may record in workload-identity.carto.com/managed-env of Deployment app only the allowed extra variables (|) and those already listed, not: WORKSPACE_POSTGRES_HOST",
     ),
     (
         "a Deployment label",
@@ -536,6 +542,86 @@ fn extra_variable_added_and_removed(s: &Setup) {
     let annotations = &d["spec"]["template"]["metadata"]["annotations"];
     assert!(annotations[MANAGED_ENV].is_null());
     assert_eq!(annotations["team.example/owner"], "data");
+}
+
+/// A variable the webhook added while it was allowed (recorded in managed-env) and the
+/// platform has since dropped from the allowlist: the webhook may remove it, with its record,
+/// but never set it again or change it; nor record a name it may not manage.
+fn taken_back_after_the_allowlist_shrank(s: &Setup) {
+    const OLD: &str = "WORKSPACE_OLD_EXTRA";
+    let managed = format!("{ANNOTATIONS}/workload-identity.carto.com~1managed-env");
+    // What the webhook wrote back then (the admin is not judged by the policy).
+    let earlier = json!([
+        op(
+            "add",
+            "/spec/template/spec/containers/0/env/-",
+            json!({"name": OLD, "value": "1"})
+        ),
+        op("add", &managed, json!(format!("{OLD},{EXTRA}"))),
+    ])
+    .to_string();
+    let args = [
+        "patch",
+        "deployment",
+        "app",
+        "-n",
+        CARTO,
+        "--type=json",
+        "-p",
+        &earlier,
+    ];
+    must(
+        s.cp.kubectl(&args, None),
+        "the admin sets the earlier state",
+    );
+    let d = get(s.cp, CARTO, "deployment", "app");
+    let at = env_of(&d, "containers", 0)
+        .iter()
+        .position(|(n, _)| n == OLD)
+        .unwrap();
+    let entry = format!("/spec/template/spec/containers/0/env/{at}");
+    let refused = [
+        (
+            json!([op("replace", &format!("{entry}/value"), json!("2"))]),
+            "app",
+        ),
+        (
+            json!([op(
+                "add",
+                "/spec/template/spec/containers/1/env/-",
+                json!({"name": OLD, "value": "1"})
+            )]),
+            "sidecar",
+        ),
+    ];
+    for (patch, container) in refused {
+        let out = s.patch("deployment", "app", CARTO, "json", &patch);
+        let want = format!(
+            "may only remove, never add or change, env entries it recorded in workload-identity.carto.com/managed-env that are no longer allowed, in Deployment app, not: containers[{container}]: {OLD}"
+        );
+        assert_refused(
+            &out,
+            &format!("a taken-back variable set in {container}"),
+            &want,
+        );
+    }
+    let take_back = json!([
+        {"op": "test", "path": "/metadata/resourceVersion", "value": d["metadata"]["resourceVersion"]},
+        {"op": "remove", "path": entry},
+        op("replace", &managed, json!(EXTRA)),
+    ]);
+    let out = s.patch("deployment", "app", CARTO, "json", &take_back);
+    assert!(
+        out.status.success(),
+        "the variable taken back: {}",
+        text(&out)
+    );
+    let d = get(s.cp, CARTO, "deployment", "app");
+    assert_eq!(env_value(&d, 0, OLD), None);
+    assert_eq!(
+        d["spec"]["template"]["metadata"]["annotations"][MANAGED_ENV],
+        EXTRA
+    );
 }
 
 /// A target padded to the API's limits (240 KB annotations on the object and on its pod

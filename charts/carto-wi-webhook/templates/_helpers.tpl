@@ -149,11 +149,12 @@ with a field other than env changed (containers are paired by name). */}}
 {{- end -}}
 
 {{/* CEL: `FIELD[NAME]: VARIABLE, ...` for each container of list FIELD whose env entries outside
-the managed names differ (added, changed, removed; or only their order). */}}
+the managed names (and the names being taken back) differ (added, changed, removed; or only
+their order). */}}
 {{- define "cwi.vap.containerEnv" -}}
 {{- $new := printf "variables.new.spec.template.spec.?%s.orValue([])" . -}}
 {{- $old := printf "variables.old.spec.template.spec.?%s.orValue([])" . -}}
-{{- $keep := "orValue([]).filter(e, !(e.name in variables.managedEnv))" -}}
+{{- $keep := "orValue([]).filter(e, !(e.name in variables.managedEnv) && !(e.name in variables.takeBack))" -}}
 {{- $names := include "cwi.vap.bind" (list "added" "ne.filter(e, !(e in oe)).map(e, e.name)" "added + oe.filter(e, !(e in ne) && !(e.name in added)).map(e, e.name)") -}}
 {{- $say := printf "'%s[' + c.name + ']: ' + (size(names) > 0 ? names.join(', ') : 'the order of the other entries')" . -}}
 {{ $new }}.filter(c, {{ $old }}.exists(o, o.name == c.name && c.?env.{{ $keep }} != o.?env.{{ $keep }}))
@@ -161,4 +162,20 @@ the managed names differ (added, changed, removed; or only their order). */}}
     (include "cwi.vap.bind" (list "ne" (printf "c.?env.%s" $keep)
       (include "cwi.vap.bind" (list "oe" (printf "o.?env.%s" $keep)
         (include "cwi.vap.bind" (list "names" $names $say))))))) }})
+{{- end -}}
+
+{{/* CEL: `FIELD[NAME]: VARIABLE, ...` for each container of list FIELD with an entry of a name being
+taken back (recorded in managed-env, no longer allowed) that is not as it was: such entries may
+only be removed. */}}
+{{- define "cwi.vap.takeBackEnv" -}}
+{{- $new := printf "variables.new.spec.template.spec.?%s.orValue([])" . -}}
+{{- $old := printf "variables.old.spec.template.spec.?%s.orValue([])" . -}}
+{{- $added := printf "c.?env.orValue([]).filter(e, e.name in variables.takeBack && !%s.exists(o, o.name == c.name && e in o.?env.orValue([])))" $old -}}
+{{ $new }}.filter(c, size({{ $added }}) > 0)
+  .map(c, '{{ . }}[' + c.name + ']: ' + {{ $added }}.map(e, e.name).join(', '))
+{{- end -}}
+
+{{/* CEL: the names a managed-env annotation value lists (trimmed, blanks dropped). */}}
+{{- define "cwi.vap.recorded" -}}
+{{ . }}.spec.template.?metadata.?annotations[?'workload-identity.carto.com/managed-env'].orValue('').split(',').map(r, r.trim()).filter(r, r != '')
 {{- end -}}
