@@ -296,6 +296,11 @@ const DEPLOYMENT_CASES: &[Case] = &[
         "may not change the pod template metadata of Deployment app other than its annotations config-hash and managed-env: labels",
     ),
     (
+        "a managed variable from a Secret",
+        r#"[{"op": "add", "path": "/spec/template/spec/containers/0/env/-", "value": {"name": "WORKSPACE_WORKLOAD_IDENTITY_BILLING_PROJECT", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}}]"#,
+        "may set the managed env entries only to literal values (no valueFrom), in Deployment app, not: containers[app]: WORKSPACE_WORKLOAD_IDENTITY_BILLING_PROJECT",
+    ),
+    (
         "an unallowed name recorded in managed-env",
         r#"[{"op": "add", "path": "/spec/template/metadata/annotations/workload-identity.carto.com~1managed-env", "value": "WORKSPACE_POSTGRES_HOST"}]"#,
         "may record in workload-identity.carto.com/managed-env of Deployment app only the allowed extra variables (|) and those already listed, not: WORKSPACE_POSTGRES_HOST",

@@ -179,3 +179,13 @@ only be removed. */}}
 {{- define "cwi.vap.recorded" -}}
 {{ . }}.spec.template.?metadata.?annotations[?'workload-identity.carto.com/managed-env'].orValue('').split(',').map(r, r.trim()).filter(r, r != '')
 {{- end -}}
+
+{{/* CEL: `FIELD[NAME]: VARIABLE, ...` for each container of list FIELD with a managed entry set
+(added or changed) to anything but a literal value (e.g. valueFrom). */}}
+{{- define "cwi.vap.managedNotLiteral" -}}
+{{- $new := printf "variables.new.spec.template.spec.?%s.orValue([])" . -}}
+{{- $old := printf "variables.old.spec.template.spec.?%s.orValue([])" . -}}
+{{- $set := printf "c.?env.orValue([]).filter(e, e.name in variables.managedEnv && !e.all(k, k in ['name', 'value']) && !%s.exists(o, o.name == c.name && e in o.?env.orValue([])))" $old -}}
+{{ $new }}.filter(c, size({{ $set }}) > 0)
+  .map(c, '{{ . }}[' + c.name + ']: ' + {{ $set }}.map(e, e.name).join(', '))
+{{- end -}}
