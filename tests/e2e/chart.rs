@@ -85,11 +85,11 @@ pub(super) fn objects(stream: &str) -> Vec<Value> {
         .collect()
 }
 
-pub(super) fn kind(v: &Value) -> &str {
+fn kind(v: &Value) -> &str {
     v["kind"].as_str().unwrap_or("")
 }
 
-pub(super) fn find<'a>(objs: &'a [Value], k: &str) -> &'a Value {
+fn find<'a>(objs: &'a [Value], k: &str) -> &'a Value {
     objs.iter()
         .find(|v| kind(v) == k)
         .unwrap_or_else(|| panic!("no {k} rendered"))
