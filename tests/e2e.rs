@@ -3,11 +3,11 @@
 //!
 //! One control plane is shared; each scenario runs its own webhook process, its own webhook
 //! configurations and its own namespaces, so scenarios run in parallel. The `cluster_` scenarios
-//! run the webhook in cluster mode, as a ServiceAccount bound to examples/rbac.yaml, under names
-//! of their own (every cluster-mode reconciler works cluster-wide). The `chart_` scenarios test
-//! charts/carto-wi-webhook with Helm 4 and Helm 3 (both from the same control-plane build).
-//! Everything is stopped when the run ends, pass or fail; logs stay under target/e2e/ for
-//! diagnosis.
+//! run the webhook in cluster mode, as a ServiceAccount bound to examples/rbac.yaml and judged by
+//! the chart's admission policy, under names of their own (every cluster-mode reconciler works
+//! cluster-wide). The `chart_` scenarios test charts/carto-wi-webhook with Helm 4 and Helm 3
+//! (both from the same control-plane build). Everything is stopped when the run ends, pass or
+//! fail; logs stay under target/e2e/ for diagnosis.
 
 #[path = "e2e/chart.rs"]
 mod chart;
@@ -23,6 +23,8 @@ mod cluster_mode;
 mod cluster_scenarios;
 #[path = "e2e/kube.rs"]
 mod kube;
+#[path = "e2e/least_privilege.rs"]
+mod least_privilege;
 #[path = "e2e/pki.rs"]
 mod pki;
 #[path = "e2e/process.rs"]
@@ -145,6 +147,10 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     (
         "chart_helm_cycle_and_deletion_with_webhook_down",
         chart_safety::chart_helm_cycle_and_deletion_with_webhook_down,
+    ),
+    (
+        "chart_policy_bounds_the_webhook_token",
+        least_privilege::chart_policy_bounds_the_webhook_token,
     ),
 ];
 

@@ -1,10 +1,10 @@
 //! The Helm chart (charts/carto-wi-webhook) against the e2e control plane: lint, the values
 //! schema, every main rendering accepted by the real API server, the chart's RBAC equal to
 //! examples/rbac.yaml, a security scan, the README's values table, the chart's own objects
-//! running the webhook that injects a plain CARTO install, validates the cluster default
-//! ConfigMap and never holds the release's own objects, and installs, upgrades and uninstalls
-//! with the webhook down. Every rendering is made by both Helm majors and must be the same;
-//! lint, NOTES and the install cycle run with each.
+//! (its admission policy included) running the webhook that injects a plain CARTO install,
+//! validates the cluster default ConfigMap and never holds the release's own objects, and
+//! installs, upgrades and uninstalls with the webhook down. Every rendering is made by both Helm
+//! majors and must be the same; lint, NOTES and the install cycle run with each.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -26,7 +26,7 @@ const VALUES: &str = include_str!("../../charts/carto-wi-webhook/values.yaml");
 const CRD_KINDS: [&str; 3] = ["Certificate", "Issuer", "ServiceMonitor"];
 
 /// The acme configuration as chart values (the same values as the other scenarios).
-pub const ACME_VALUES: [&str; 10] = [
+pub(super) const ACME_VALUES: [&str; 10] = [
     "--set",
     "config.create=true",
     "--set",
@@ -44,13 +44,13 @@ const DEFAULT_PORT: u64 = 10250;
 
 /// One Helm major: its binary in the control-plane bin dir (tests/controlplane/build.sh).
 #[derive(Clone, Copy, Debug)]
-pub struct Helm {
-    pub bin: &'static str,
-    pub major: &'static str,
+pub(super) struct Helm {
+    pub(super) bin: &'static str,
+    pub(super) major: &'static str,
 }
 
 /// The majors the chart supports, the current one first.
-pub const HELMS: [Helm; 2] = [
+pub(super) const HELMS: [Helm; 2] = [
     Helm {
         bin: "helm",
         major: "Helm 4",
@@ -61,12 +61,12 @@ pub const HELMS: [Helm; 2] = [
     },
 ];
 
-pub fn chart_dir() -> PathBuf {
+pub(super) fn chart_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/carto-wi-webhook")
 }
 
 /// Run helm (from the control-plane build) with its state kept under the run's folder.
-pub fn helm(cp: &ControlPlane, h: Helm, args: &[&str]) -> Output {
+pub(super) fn helm(cp: &ControlPlane, h: Helm, args: &[&str]) -> Output {
     let home = cp.dir.join(format!("{}-home", h.bin));
     let mut cmd = Command::new(cp.bin.join(h.bin));
     cmd.args(args)
@@ -102,7 +102,7 @@ fn template_with(
 
 /// The rendered stream (the current major's), whose objects every Helm major must render the
 /// same (they order kinds unknown to them, and space documents, each their own way).
-pub fn template(
+pub(super) fn template(
     cp: &ControlPlane,
     release: &str,
     ns: &str,
@@ -142,7 +142,7 @@ fn sorted_objects(stream: &str) -> Vec<String> {
 }
 
 /// The objects of a rendered stream.
-pub fn objects(stream: &str) -> Vec<Value> {
+pub(super) fn objects(stream: &str) -> Vec<Value> {
     carto_wi_webhook::yaml::split_documents(stream)
         .into_iter()
         .filter(|d| !d.is_empty())
@@ -151,17 +151,17 @@ pub fn objects(stream: &str) -> Vec<Value> {
         .collect()
 }
 
-pub fn kind(v: &Value) -> &str {
+fn kind(v: &Value) -> &str {
     v["kind"].as_str().unwrap_or("")
 }
 
-pub fn find<'a>(objs: &'a [Value], k: &str) -> &'a Value {
+pub(super) fn find<'a>(objs: &'a [Value], k: &str) -> &'a Value {
     objs.iter()
         .find(|v| kind(v) == k)
         .unwrap_or_else(|| panic!("no {k} rendered"))
 }
 
-pub fn list(items: Vec<Value>) -> String {
+pub(super) fn list(items: Vec<Value>) -> String {
     json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string()
 }
 
@@ -727,6 +727,17 @@ pub fn chart_rbac_is_examples_rbac(cp: &ControlPlane) {
         minus(&is_cert_rule),
         "cert-manager"
     );
+    // Without the reconciler, nothing reads or patches Deployments and ServiceAccounts.
+    let is_reconciler_rule = |r: &Value| {
+        is_secret_create(r)
+            || r["resources"] == json!(["deployments"])
+            || r["resources"] == json!(["serviceaccounts"])
+    };
+    assert_eq!(
+        rules_by_kind(&rendered(&["--set", "reconcile.enabled=false"])),
+        minus(&is_reconciler_rule),
+        "reconcile.enabled=false"
+    );
     for binding in ["ClusterRoleBinding", "RoleBinding"] {
         assert_eq!(
             find(&exact, binding)["subjects"],
@@ -1050,7 +1061,7 @@ pub fn chart_objects_inject_plain_carto_install(cp: &ControlPlane) {
 
 /// Start the webhook as the rendered container would run: its args and env, the downward API
 /// filled in (namespace `ns`, pod name), listening on loopback, with `sa`'s token.
-pub fn run_rendered_container(
+pub(super) fn run_rendered_container(
     cp: &ControlPlane,
     deployment: &Value,
     ns: &str,
@@ -1068,6 +1079,9 @@ pub fn run_rendered_container(
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(&kubeconfig, token_kubeconfig(cp, token.trim())).unwrap();
+    // The chart's admission policy judges every write the webhook makes from its first one.
+    let configs = deployment["metadata"]["name"].as_str().expect("named");
+    super::least_privilege::wait_policy_active(cp, &kubeconfig, configs);
 
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_carto-wi-webhook"));
     for arg in container["args"].as_array().expect("rendered args") {
@@ -1104,7 +1118,7 @@ pub fn run_rendered_container(
     ClusterWebhook::spawn(identity, port, admin_port, dir.join("webhook.log"), cmd)
 }
 
-fn token_kubeconfig(cp: &ControlPlane, token: &str) -> String {
+pub(super) fn token_kubeconfig(cp: &ControlPlane, token: &str) -> String {
     let admin = std::fs::read_to_string(&cp.kubeconfig).unwrap();
     let server = admin
         .lines()
@@ -1117,7 +1131,7 @@ fn token_kubeconfig(cp: &ControlPlane, token: &str) -> String {
 }
 
 /// Wait until the webhook wrote its CA into every entry of both configurations named `name`.
-pub fn wait_ca_bundles(cp: &ControlPlane, name: &str) {
+pub(super) fn wait_ca_bundles(cp: &ControlPlane, name: &str) {
     wait_for(
         "caBundle in every entry of both chart webhook configurations",
         CONVERGE,
