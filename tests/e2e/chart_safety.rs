@@ -4,6 +4,8 @@
 //! still enforce: an invalid default ConfigMap is refused with every problem while the webhook
 //! runs, a target write is refused while it is down (validating `Fail`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use serde_json::{Value, json};
 
 use super::chart::{
@@ -64,6 +66,9 @@ fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
+/// A new value for each write, so every `touch` really changes the object.
+static TOUCHES: AtomicU64 = AtomicU64::new(0);
+
 /// `kubectl annotate --overwrite` of one object: the write an upgrade or the webhook itself makes.
 fn touch(cp: &ControlPlane, ns: &str, object: &str) -> std::process::Output {
     cp.kubectl(
@@ -73,7 +78,10 @@ fn touch(cp: &ControlPlane, ns: &str, object: &str) -> std::process::Output {
             "-n",
             ns,
             object,
-            &format!("e2e.carto.com/touched={}", free_port()),
+            &format!(
+                "e2e.carto.com/touched={}",
+                TOUCHES.fetch_add(1, Ordering::Relaxed)
+            ),
         ],
         None,
     )
