@@ -3,13 +3,16 @@
 //!
 //! One control plane is shared; each scenario runs its own webhook process, its own webhook
 //! configurations and its own namespaces, so scenarios run in parallel. The `cluster_` scenarios
-//! run the webhook in cluster mode, as a ServiceAccount bound to examples/rbac.yaml, under names
-//! of their own (every cluster-mode reconciler works cluster-wide). The `chart_` scenarios test
-//! charts/carto-wi-webhook (helm comes from the same control-plane build). Everything is stopped
-//! when the run ends, pass or fail; logs stay under target/e2e/ for diagnosis.
+//! run the webhook in cluster mode, as a ServiceAccount bound to examples/rbac.yaml and judged by
+//! the chart's admission policy, under names of their own (every cluster-mode reconciler works
+//! cluster-wide). The `chart_` scenarios test charts/carto-wi-webhook with Helm 4 and Helm 3
+//! (both from the same control-plane build). Everything is stopped when the run ends, pass or
+//! fail; logs stay under target/e2e/ for diagnosis.
 
 #[path = "e2e/chart.rs"]
 mod chart;
+#[path = "e2e/chart_safety.rs"]
+mod chart_safety;
 #[path = "e2e/cluster.rs"]
 mod cluster;
 #[path = "e2e/cluster_extras.rs"]
@@ -22,6 +25,8 @@ mod cluster_scenarios;
 mod cluster_scope;
 #[path = "e2e/kube.rs"]
 mod kube;
+#[path = "e2e/least_privilege.rs"]
+mod least_privilege;
 #[path = "e2e/pki.rs"]
 mod pki;
 #[path = "e2e/process.rs"]
@@ -144,6 +149,18 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     (
         "chart_objects_inject_plain_carto_install",
         chart::chart_objects_inject_plain_carto_install,
+    ),
+    (
+        "chart_default_config_validated_own_objects_never_sent",
+        chart_safety::chart_default_config_validated_own_objects_never_sent,
+    ),
+    (
+        "chart_helm_cycle_and_deletion_with_webhook_down",
+        chart_safety::chart_helm_cycle_and_deletion_with_webhook_down,
+    ),
+    (
+        "chart_policy_bounds_the_webhook_token",
+        least_privilege::chart_policy_bounds_the_webhook_token,
     ),
 ];
 

@@ -49,7 +49,7 @@ fn extra_state(cp: &ControlPlane, names: &Names, ns: &str, present: bool) -> Res
 
 pub fn cluster_extra_allowed_injected_then_taken_back(cp: &ControlPlane) {
     let install = Install::prepare(cp, "cext");
-    install.bind(cp);
+    install.bind_allowing(cp, &[SYNC]);
     let hook = ClusterWebhook::launch(
         &install,
         "cext-0",
