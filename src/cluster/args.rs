@@ -102,3 +102,46 @@ impl ClusterArgs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    }
+
+    #[test]
+    fn excluded_namespaces_always_hold_kube_system_and_the_own_one() {
+        let cli = Cli::try_parse_from(["x", "--exclude-namespaces=legacy,sandbox,legacy"]).unwrap();
+        let all: Vec<String> = cli
+            .cluster
+            .excluded_namespaces("wi-system")
+            .into_iter()
+            .collect();
+        assert_eq!(all, ["kube-system", "legacy", "sandbox", "wi-system"]);
+        let none = Cli::try_parse_from(["x"]).unwrap();
+        let all: Vec<String> = none
+            .cluster
+            .excluded_namespaces("wi-system")
+            .into_iter()
+            .collect();
+        assert_eq!(all, ["kube-system", "wi-system"]);
+    }
+
+    #[test]
+    fn a_bad_namespace_name_is_a_clear_error() {
+        let err = Cli::try_parse_from(["x", "--exclude-namespaces=ok,Bad_NS"])
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            err.contains("--exclude-namespaces") && err.contains("Bad_NS"),
+            "{err}"
+        );
+    }
+}
