@@ -96,7 +96,7 @@ fn versions() -> anyhow::Result<Vec<Version>> {
         ("X (invalid)", "x", "Acme_Billing_X"),
     ] {
         let yaml = config_yaml(tag, billing);
-        let valid = match parse_config(yaml.as_bytes(), CONFIG_MAP) {
+        let valid = match parse_config(yaml.as_bytes(), CONFIG_MAP, &Default::default()) {
             Ok(c) => {
                 let values = [
                     &c.workflows_temp,
@@ -950,7 +950,7 @@ fn context(
         .with_context(|| format!("{}: not JSON", a.review.display()))?;
     let object = review["request"]["object"].clone();
     let patched = |v: &Version| {
-        let cfg = parse_config(v.yaml.as_bytes(), CONFIG_MAP).expect("valid");
+        let cfg = parse_config(v.yaml.as_bytes(), CONFIG_MAP, &Default::default()).expect("valid");
         common::mutated(&object, &standalone_snapshot(cfg), &Settings::default())
     };
     Ok(Ctx {

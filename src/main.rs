@@ -71,17 +71,19 @@ fn read_input(path: &Path, flag: &str, max: u64) -> Result<String> {
 }
 
 fn check(args: &CheckArgs) -> Result<ExitCode> {
+    let allowed = args.extra_env.allowlist();
+    let cx = offline::CheckContext {
+        namespace: args.namespace.as_deref(),
+        service_account: &args.service_account,
+        allowed: &allowed,
+    };
     let report = match (&args.file, &args.env_file) {
-        (Some(f), _) => offline::check_config_map(
-            &read_input(f, "--filename", MAX_CONFIG_FILE_BYTES)?,
-            args.namespace.as_deref(),
-            &args.service_account,
-        ),
-        (None, Some(f)) => offline::check_env_file(
-            &read_input(f, "--env-file", MAX_CONFIG_FILE_BYTES)?,
-            args.namespace.as_deref(),
-            &args.service_account,
-        ),
+        (Some(f), _) => {
+            offline::check_config_map(&read_input(f, "--filename", MAX_CONFIG_FILE_BYTES)?, cx)
+        }
+        (None, Some(f)) => {
+            offline::check_env_file(&read_input(f, "--env-file", MAX_CONFIG_FILE_BYTES)?, cx)
+        }
         (None, None) => anyhow::bail!("--filename or --env-file is required"),
     };
     print!("{}", report.text);
@@ -98,7 +100,7 @@ fn review(args: &ReviewArgs) -> Result<ExitCode> {
         anyhow::bail!("--config and --filename cannot both read standard input");
     }
     let config_text = read_input(&args.config, "--config", MAX_CONFIG_FILE_BYTES)?;
-    let loaded = config::load_config_map(&config_text, &settings.config_map)
+    let loaded = config::load_config_map(&config_text, &settings.config_map, &settings.extra_env)
         .map_err(|e| anyhow::anyhow!("--config {}: {e}", args.config.display()))?;
     if let Err(problems) = &loaded.config {
         let list: Vec<String> = problems.iter().map(|p| format!("- {p}")).collect();

@@ -144,10 +144,45 @@ fn check_env_file() {
             &path("config.env"),
             "--namespace",
             "carto",
+            "--extra-env",
+            "WORKSPACE_SYNC_DATA_ENABLED",
         ],
         None,
     );
     assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    assert!(
+        o.stdout.contains("WORKSPACE_SYNC_DATA_ENABLED=true"),
+        "{}",
+        o.stdout
+    );
+    // The same file where the platform allows no extra variable: an error naming the flag.
+    let refused = run(&["check", "--env-file", &path("config.env")], None);
+    assert_eq!(refused.code, 1, "{}", refused.stdout);
+    assert!(
+        refused
+            .stdout
+            .contains("WORKSPACE_SYNC_DATA_ENABLED: not an allowed extra variable")
+            && refused.stdout.contains("--extra-env"),
+        "{}",
+        refused.stdout
+    );
+    // A name that is not a pass-through key is refused as a flag value.
+    let bad = run(
+        &[
+            "check",
+            "--env-file",
+            &path("config.env"),
+            "--extra-env",
+            "HOME",
+        ],
+        None,
+    );
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("not a pass-through variable name"),
+        "{}",
+        bad.stderr
+    );
     assert!(
         o.stdout.contains("svc.id.goog[carto/carto-common-backend]"),
         "{}",
@@ -721,7 +756,19 @@ fn help_works_for_every_subcommand() {
 #[test]
 fn review_edge_case_deployments() {
     let input = fixture_text("edge-deployments.yaml");
-    let o = review_stdin(&input, &[]);
+    // Without --object-opt-out, the opted-out object and the skipped sidecar are injected too.
+    let strict = review_stdin(&input, &[]);
+    assert!(
+        strict.stderr.contains("reviewed: 4 patched"),
+        "{}",
+        strict.stderr
+    );
+    assert!(
+        strict.stderr.contains("is ignored") && strict.stderr.contains("--object-opt-out"),
+        "{}",
+        strict.stderr
+    );
+    let o = review_stdin(&input, &["--object-opt-out"]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(
         o.stderr
@@ -763,7 +810,15 @@ fn review_edge_case_deployments() {
         "{}",
         doc("edge-init")
     );
-    let o2 = review_stdin(&input, &["--include-init-containers", "-o", "patch"]);
+    let o2 = review_stdin(
+        &input,
+        &[
+            "--object-opt-out",
+            "--include-init-containers",
+            "-o",
+            "patch",
+        ],
+    );
     assert!(
         o2.stdout
             .contains("/spec/template/spec/initContainers/0/env"),
@@ -771,7 +826,7 @@ fn review_edge_case_deployments() {
         o2.stdout
     );
     // And the output is a fixed point.
-    let again = review_stdin(&o.stdout, &[]);
+    let again = review_stdin(&o.stdout, &["--object-opt-out"]);
     assert_eq!(again.stdout, o.stdout);
     assert!(
         again.stderr.contains("reviewed: 0 patched"),

@@ -10,6 +10,8 @@ mod bounds;
 mod carto;
 #[path = "core/config.rs"]
 mod config;
+#[path = "core/extras.rs"]
+mod extras;
 #[path = "core/mutation.rs"]
 mod mutation;
 #[path = "core/offline.rs"]

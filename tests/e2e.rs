@@ -3,21 +3,28 @@
 //!
 //! One control plane is shared; each scenario runs its own webhook process, its own webhook
 //! configurations and its own namespaces, so scenarios run in parallel. The `cluster_` scenarios
-//! run the webhook in cluster mode, as a ServiceAccount bound to examples/rbac.yaml, under names
-//! of their own (every cluster-mode reconciler works cluster-wide). The `chart_` scenarios test
-//! charts/carto-wi-webhook (helm comes from the same control-plane build). Everything is stopped
-//! when the run ends, pass or fail; logs stay under target/e2e/ for diagnosis.
+//! run the webhook in cluster mode, as a ServiceAccount bound to examples/rbac.yaml and judged by
+//! the chart's admission policy, under names of their own (every cluster-mode reconciler works
+//! cluster-wide). The `chart_` scenarios test charts/carto-wi-webhook with Helm 4 and Helm 3
+//! (both from the same control-plane build). Everything is stopped when the run ends, pass or
+//! fail; logs stay under target/e2e/ for diagnosis.
 
 #[path = "e2e/chart.rs"]
 mod chart;
+#[path = "e2e/chart_safety.rs"]
+mod chart_safety;
 #[path = "e2e/cluster.rs"]
 mod cluster;
+#[path = "e2e/cluster_extras.rs"]
+mod cluster_extras;
 #[path = "e2e/cluster_mode.rs"]
 mod cluster_mode;
 #[path = "e2e/cluster_scenarios.rs"]
 mod cluster_scenarios;
 #[path = "e2e/kube.rs"]
 mod kube;
+#[path = "e2e/least_privilege.rs"]
+mod least_privilege;
 #[path = "e2e/pki.rs"]
 mod pki;
 #[path = "e2e/process.rs"]
@@ -71,6 +78,10 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     (
         "self_managed_certificates",
         self_managed::self_managed_certificates,
+    ),
+    (
+        "cluster_extra_allowed_injected_then_taken_back",
+        cluster_extras::cluster_extra_allowed_injected_then_taken_back,
     ),
     (
         "cluster_rbac_grants_exactly_the_named_objects",
@@ -128,6 +139,18 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     (
         "chart_objects_inject_plain_carto_install",
         chart::chart_objects_inject_plain_carto_install,
+    ),
+    (
+        "chart_default_config_validated_own_objects_never_sent",
+        chart_safety::chart_default_config_validated_own_objects_never_sent,
+    ),
+    (
+        "chart_helm_cycle_and_deletion_with_webhook_down",
+        chart_safety::chart_helm_cycle_and_deletion_with_webhook_down,
+    ),
+    (
+        "chart_policy_bounds_the_webhook_token",
+        least_privilege::chart_policy_bounds_the_webhook_token,
     ),
 ];
 

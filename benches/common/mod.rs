@@ -57,7 +57,10 @@ pub fn config_data() -> BTreeMap<String, String> {
 
 /// The configuration of the valid ConfigMap, as a snapshot entry.
 pub fn config_entry() -> ConfigEntry {
-    ConfigEntry::from_result(WorkloadIdentityConfig::from_data(&config_data()))
+    ConfigEntry::from_result(WorkloadIdentityConfig::from_data(
+        &config_data(),
+        &Default::default(),
+    ))
 }
 
 /// A snapshot with the fixture config as the cluster default and `n` namespace ConfigMaps
@@ -71,7 +74,10 @@ pub fn snapshot_with_namespaces(n: usize) -> ConfigSnapshot {
             "WORKSPACE_WORKLOAD_IDENTITY_CONNECTION_OWNER_ID".into(),
             format!("auth0|bench-owner-{i:06}"),
         );
-        let entry = ConfigEntry::from_result(WorkloadIdentityConfig::from_data(&data));
+        let entry = ConfigEntry::from_result(WorkloadIdentityConfig::from_data(
+            &data,
+            &Default::default(),
+        ));
         assert!(matches!(entry, ConfigEntry::Valid(_)));
         snap.set_namespace(format!("ns-{i}"), entry);
     }

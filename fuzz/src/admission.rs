@@ -61,7 +61,13 @@ pub fn check_review(body: &[u8], snapshot: &ConfigSnapshot, settings: &Settings)
     // An `env` that is not a list is left untouched by mutation (with a warning) and then denied
     // by validation: right for a shape the API server's schema never lets through.
     let malformed = has_non_list_env(&review["request"]["object"]);
-    if validated["allowed"] != true && !matches!(kind, Ok(Kind::ConfigMap)) && !malformed {
+    // An extra variable set by valueFrom is never replaced by mutation, and denied by validation.
+    let kept_reference = has_extra_by_reference(&review["request"]["object"]);
+    if validated["allowed"] != true
+        && !matches!(kind, Ok(Kind::ConfigMap))
+        && !malformed
+        && !kept_reference
+    {
         panic!(
             "the patched object is denied: {}",
             validated["status"]["message"]
@@ -77,6 +83,23 @@ fn has_non_list_env(object: &Value) -> bool {
         .filter_map(|f| pod[*f].as_array())
         .flatten()
         .any(|c| c.get("env").is_some_and(|e| !e.is_null() && !e.is_array()))
+}
+
+/// Does a container set one of the acme config's extra variables by `valueFrom`?
+fn has_extra_by_reference(object: &Value) -> bool {
+    let pod = &object["spec"]["template"]["spec"];
+    let acme = crate::acme();
+    let extras: Vec<&str> = acme.extra.iter().map(|(k, _)| k.as_str()).collect();
+    ["containers", "initContainers"]
+        .iter()
+        .filter_map(|f| pod[*f].as_array())
+        .flatten()
+        .filter_map(|c| c.get("env")?.as_array())
+        .flatten()
+        .any(|e| {
+            e["name"].as_str().is_some_and(|n| extras.contains(&n))
+                && e.get("valueFrom").is_some_and(|v| !v.is_null())
+        })
 }
 
 /// The `response` of the answer to `body`, or `None` when the body is refused as not a review.

@@ -14,7 +14,7 @@ use carto_wi_webhook::config::{
 use carto_wi_webhook::offline::check_env_file;
 use carto_wi_webhook::settings::{DEFAULT_CONFIG_MAP, DEFAULT_SERVICE_ACCOUNT};
 
-use crate::{NAMESPACE, snapshot_of};
+use crate::{NAMESPACE, allowed_extras, snapshot_of};
 
 const DEPLOYMENT: &[u8] = include_bytes!("../../examples/admission-review-deployment.json");
 const SERVICE_ACCOUNT: &[u8] =
@@ -25,11 +25,19 @@ pub fn check(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(loaded) = load_config_map(text, DEFAULT_CONFIG_MAP) {
+    let allowed = allowed_extras();
+    if let Ok(loaded) = load_config_map(text, DEFAULT_CONFIG_MAP, &allowed) {
         check_result(loaded.config);
     }
-    check_result(parse_env_file(text).and_then(|d| WorkloadIdentityConfig::from_data(&d)));
-    let _ = check_env_file(text, Some(NAMESPACE), DEFAULT_SERVICE_ACCOUNT);
+    check_result(parse_env_file(text).and_then(|d| WorkloadIdentityConfig::from_data(&d, &allowed)));
+    let _ = check_env_file(
+        text,
+        carto_wi_webhook::offline::CheckContext {
+            namespace: Some(NAMESPACE),
+            service_account: DEFAULT_SERVICE_ACCOUNT,
+            allowed: &allowed,
+        },
+    );
 }
 
 fn check_result(r: Result<WorkloadIdentityConfig, Vec<ConfigProblem>>) {

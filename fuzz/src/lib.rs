@@ -44,7 +44,10 @@ pub fn acme() -> Arc<WorkloadIdentityConfig> {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        Arc::new(WorkloadIdentityConfig::from_data(&data).expect("the acme config is valid"))
+        Arc::new(
+            WorkloadIdentityConfig::from_data(&data, &allowed_extras())
+                .expect("the acme config is valid"),
+        )
     })
     .clone()
 }
@@ -54,11 +57,23 @@ pub fn snapshot_of(config: Arc<WorkloadIdentityConfig>) -> ConfigSnapshot {
     ConfigSnapshot::with_default(ConfigEntry::Valid(config))
 }
 
-/// The settings for an input: init containers are injected for inputs of odd length, so both
-/// settings are covered without spending input bytes on them.
+/// The extra variables the fuzzed platform allows (names in the dictionaries and corpora).
+pub fn allowed_extras() -> carto_wi_webhook::config::ExtraEnvAllowlist {
+    carto_wi_webhook::config::ExtraEnvAllowlist::new([
+        "WORKSPACE_SYNC_DATA_ENABLED",
+        "WORKSPACE_A",
+        "WORKSPACE_POSTGRES_SSL_MODE",
+    ])
+}
+
+/// The settings for an input: init containers are injected, and object opt-outs honoured, for
+/// inputs of odd length, so both settings are covered without spending input bytes on them.
 pub fn settings_for(data: &[u8]) -> Settings {
+    let odd = data.len() % 2 == 1;
     Settings {
-        include_init_containers: data.len() % 2 == 1,
+        include_init_containers: odd,
+        object_opt_out: odd,
+        extra_env: allowed_extras(),
         ..Settings::default()
     }
 }

@@ -9,6 +9,7 @@ use json_patch::Patch;
 use kube::core::admission::Operation;
 
 pub mod limits;
+mod managed_env;
 mod mutate;
 pub mod patch;
 pub mod target;

@@ -4,12 +4,15 @@ use serde_json::{Map, Value, json};
 
 use super::Decision;
 use super::limits::{MAX_PATCH_BYTES, MAX_QUOTED_CONTAINER, MAX_QUOTED_NAME, cut, quote};
+use super::managed_env::ManagedEnv;
 use super::patch::{Lookup, PatchBuilder, pointer};
 use super::target::{self, ContainerRef, Kind, Skips, Subject, VarIndex};
 use super::view::{EnvVar, Field, Object};
 use super::warnings::{self, Warnings};
-use crate::config::{ConfigSnapshot, Resolved, WorkloadIdentityConfig};
-use crate::settings::{CONFIG_HASH_ANNOTATION, GCP_SA_ANNOTATION, Settings};
+use crate::config::{ConfigSnapshot, Resolved, WorkloadIdentityConfig, keys};
+use crate::settings::{
+    CONFIG_HASH_ANNOTATION, GCP_SA_ANNOTATION, MANAGED_ENV_ANNOTATION, Settings,
+};
 
 /// Decide the patch for the object of a CREATE or UPDATE. Pure: same inputs, same answer.
 pub fn mutate(s: &Subject<'_, '_>, snapshot: &ConfigSnapshot, settings: &Settings) -> Decision {
@@ -44,6 +47,11 @@ pub fn mutate(s: &Subject<'_, '_>, snapshot: &ConfigSnapshot, settings: &Setting
     };
     let mut patch = PatchBuilder::default();
     let mut warns = Warnings::default();
+    for ignored in target::ignored_opt_outs(obj, settings) {
+        warns.push(format!(
+            "{ignored} is ignored: in this cluster only a namespace opts out (the webhook runs without --object-opt-out)"
+        ));
+    }
     match kind {
         Kind::ServiceAccount => mutate_service_account(obj, config, &mut patch, &mut warns),
         _ => mutate_deployment(obj, config, settings, &mut patch, &mut warns),
@@ -129,7 +137,7 @@ fn mutate_deployment(
         warns.push(format!("{too_large}: Workload Identity not injected"));
         return;
     }
-    let skips = Skips::of(obj, pod);
+    let skips = Skips::honoured(obj, pod, settings);
     for unknown in skips.unknown() {
         warns.push_with(|| {
             format!(
@@ -139,21 +147,40 @@ fn mutate_deployment(
         });
     }
     let index = VarIndex::new(config.env().iter().map(|(k, _)| k.as_str()));
+    let mut managed = ManagedEnv::of(obj, config);
     for c in target::managed_containers(pod, settings.include_init_containers, &skips) {
-        inject_env(&c, &index, config, patch, warns);
+        let position = c.index.to_string();
+        let env_path = ["spec", "template", "spec", c.field, &position, "env"];
+        inject_env(&c, &env_path, &index, config, &mut managed, patch, warns);
+        managed.remove_stale(&c, &env_path, patch);
         if patch.is_full() {
             return;
         }
     }
-    stamp_hash(obj, config, patch);
+    stamp_template(obj, config, &managed, patch);
 }
 
-/// Stamp the config fingerprint on the pod template, so a config change rolls the pods.
-fn stamp_hash(obj: &Object<'_>, config: &WorkloadIdentityConfig, patch: &mut PatchBuilder) {
+/// Stamp the config fingerprint on the pod template, so a config change rolls the pods, and
+/// record the extra variables the webhook manages there.
+fn stamp_template(
+    obj: &Object<'_>,
+    config: &WorkloadIdentityConfig,
+    managed: &ManagedEnv<'_>,
+    patch: &mut PatchBuilder,
+) {
+    let record = managed.record(config);
+    let mut entries = vec![(CONFIG_HASH_ANNOTATION, config.hash.as_str())];
+    if let Some(names) = &record {
+        entries.push((MANAGED_ENV_ANNOTATION, names));
+    }
     let Some(meta) = obj.template_meta() else {
+        let map: Map<String, Value> = entries
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned())))
+            .collect();
         patch.add(
             pointer(["spec", "template", "metadata"]),
-            json!({ "annotations": { CONFIG_HASH_ANNOTATION: config.hash } }),
+            json!({ "annotations": map }),
         );
         return;
     };
@@ -163,11 +190,11 @@ fn stamp_hash(obj: &Object<'_>, config: &WorkloadIdentityConfig, patch: &mut Pat
             .and_then(|a| a.get(k))
             .map(|v| v.str().map(str::to_owned))
     };
-    patch.set_string_map(
-        &["spec", "template", "metadata", "annotations"],
-        annotations.map(|_| &lookup as Lookup<'_>),
-        &[(CONFIG_HASH_ANNOTATION, &config.hash)],
-    );
+    let path = ["spec", "template", "metadata", "annotations"];
+    patch.set_string_map(&path, annotations.map(|_| &lookup as Lookup<'_>), &entries);
+    if record.is_none() && managed.annotated() {
+        patch.remove(pointer(path.into_iter().chain([MANAGED_ENV_ANNOTATION])));
+    }
 }
 
 fn env_var(name: &str, value: &str) -> Value {
@@ -181,24 +208,18 @@ fn env_var(name: &str, value: &str) -> Value {
 /// name): one pass over the container's env list, then one over the config's.
 fn inject_env(
     c: &ContainerRef<'_, '_>,
+    env_path: &[&str],
     index: &VarIndex<'_>,
     config: &WorkloadIdentityConfig,
+    managed: &mut ManagedEnv<'_>,
     patch: &mut PatchBuilder,
     warns: &mut Warnings,
 ) {
-    let position = c.index.to_string();
-    let env_path = [
-        "spec",
-        "template",
-        "spec",
-        c.field,
-        position.as_str(),
-        "env",
-    ];
     let list = match &c.container.env {
         Field::Absent | Field::Null => {
             let all = config.env().iter().map(|(k, v)| env_var(k, v)).collect();
-            patch.add(pointer(env_path), Value::Array(all));
+            patch.add(pointer(env_path.iter().copied()), Value::Array(all));
+            config.extra.iter().for_each(|(k, _)| managed.touch(k));
             return;
         }
         Field::Value(list) => list,
@@ -213,16 +234,23 @@ fn inject_env(
     let hits = index.hits(list);
     let mut hits = hits.iter().peekable();
     for (i, (name, value)) in config.env().iter().enumerate() {
+        let extra = i >= keys::REQUIRED.len();
         let mut found = false;
         while let Some(&(_, j)) = hits.next_if(|(v, _)| *v == i) {
             found = true;
-            if let Some(entry) = list[j].get() {
-                set_entry(c, &env_path, j, entry, (name, value), patch, warns);
+            let Some(entry) = list[j].get() else { continue };
+            if extra && entry.value_from.is_set() {
+                warn_reference_kept(c, name, warns);
+            } else if set_entry(c, env_path, j, entry, (name, value), patch, warns) && extra {
+                managed.touch(name);
             }
         }
         if !found {
             let append = env_path.iter().copied().chain(["-"]);
             patch.add(pointer(append), env_var(name, value));
+            if extra {
+                managed.touch(name);
+            }
         }
         if patch.is_full() {
             return;
@@ -230,8 +258,20 @@ fn inject_env(
     }
 }
 
+/// An extra variable set by a reference is left as it is: a config never replaces a Secret's
+/// value with a literal.
+fn warn_reference_kept(c: &ContainerRef<'_, '_>, name: &str, warns: &mut Warnings) {
+    warns.push_with(|| {
+        format!(
+            "container {}: {} is set by valueFrom; an extra variable never replaces a reference, left as it is",
+            quote(c.name, MAX_QUOTED_CONTAINER),
+            cut(name, MAX_QUOTED_NAME)
+        )
+    });
+}
+
 /// Make entry `j` (named `name`) of a container's env list hold `value`, with a warning when it
-/// held something else.
+/// held something else. True when it was changed.
 fn set_entry(
     c: &ContainerRef<'_, '_>,
     env_path: &[&str],
@@ -240,11 +280,11 @@ fn set_entry(
     (name, value): (&str, &str),
     patch: &mut PatchBuilder,
     warns: &mut Warnings,
-) {
+) -> bool {
     let literal = entry.value.str();
     let has_value_from = entry.value_from.is_set();
     if literal == Some(value) && !has_value_from {
-        return;
+        return false;
     }
     let j = j.to_string();
     let entry_path = env_path.iter().copied().chain([j.as_str()]);
@@ -272,4 +312,5 @@ fn set_entry(
             cut(name, MAX_QUOTED_NAME)
         )
     });
+    true
 }

@@ -3,7 +3,7 @@
 use std::io;
 
 use json_patch::jsonptr::PointerBuf;
-use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
+use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, ReplaceOperation};
 use serde_json::Value;
 
 use super::limits::MAX_PATCH_BYTES;
@@ -73,6 +73,11 @@ impl PatchBuilder {
     /// `replace` at `path`.
     pub fn replace(&mut self, path: PointerBuf, value: Value) {
         self.push(PatchOperation::Replace(ReplaceOperation { path, value }));
+    }
+
+    /// `remove` at `path`.
+    pub fn remove(&mut self, path: PointerBuf) {
+        self.push(PatchOperation::Remove(RemoveOperation { path }));
     }
 
     fn push(&mut self, op: PatchOperation) {

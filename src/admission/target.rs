@@ -57,15 +57,48 @@ pub struct Subject<'o, 'a> {
 
 impl Subject<'_, '_> {
     /// Is this the target ServiceAccount, or a Deployment running as it, and not opted out
-    /// (object label or namespace)?
+    /// (namespace label; object label with `--object-opt-out`)?
     pub fn is_managed_target(&self, snapshot: &ConfigSnapshot, settings: &Settings) -> bool {
-        let is_target = match self.kind {
-            Kind::ServiceAccount => self.name == settings.service_account,
-            Kind::Deployment => is_target_deployment(self.name, self.obj, settings),
-            Kind::ConfigMap | Kind::Other => false,
-        };
-        is_target && !snapshot.is_opted_out(self.namespace) && !opted_out(self.obj)
+        is_target(self.kind, self.name, self.obj, settings)
+            && !snapshot.is_opted_out(self.namespace)
     }
+}
+
+/// Is `obj` (of `kind`, named `name`) one of the webhook's targets, and not opted out by its own
+/// label (honoured only with `--object-opt-out`)? The namespace's opt-out is the caller's.
+pub fn is_target(kind: Kind, name: &str, obj: &Object<'_>, settings: &Settings) -> bool {
+    let target = match kind {
+        Kind::ServiceAccount => name == settings.service_account,
+        Kind::Deployment => is_target_deployment(name, obj, settings),
+        Kind::ConfigMap | Kind::Other => false,
+    };
+    target && !(settings.object_opt_out && opted_out(obj))
+}
+
+/// The object opt-outs `obj` carries that are ignored because `--object-opt-out` is off.
+pub fn ignored_opt_outs(obj: &Object<'_>, settings: &Settings) -> Vec<&'static str> {
+    if settings.object_opt_out {
+        return Vec::new();
+    }
+    let mut ignored = Vec::new();
+    if opted_out(obj) {
+        ignored.push(INJECT_LABEL);
+    }
+    let skip_listed = obj
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(SKIP_CONTAINERS_ANNOTATION))
+        .is_some()
+        || obj
+            .template_meta()
+            .and_then(|m| m.annotations.get())
+            .and_then(|a| a.get(SKIP_CONTAINERS_ANNOTATION))
+            .is_some();
+    if skip_listed {
+        ignored.push(SKIP_CONTAINERS_ANNOTATION);
+    }
+    ignored
 }
 
 /// Does the object carry `workload-identity.carto.com/inject: "false"`?
@@ -108,6 +141,15 @@ pub struct Skips<'o> {
 }
 
 impl<'o> Skips<'o> {
+    /// The skip lists in force: those of `obj` with `--object-opt-out`, else none.
+    pub fn honoured(obj: &'o Object<'_>, pod: &'o PodSpec<'_>, settings: &Settings) -> Self {
+        if settings.object_opt_out {
+            Self::of(obj, pod)
+        } else {
+            Self::default()
+        }
+    }
+
     /// The skip lists of `obj`, whose pod template is `pod`.
     pub fn of(obj: &'o Object<'_>, pod: &'o PodSpec<'_>) -> Self {
         let from_object = obj

@@ -17,7 +17,7 @@ pub fn validate(s: &Subject<'_, '_>, snapshot: &ConfigSnapshot, settings: &Setti
     match kind {
         Kind::ConfigMap if name == settings.config_map => {
             // The request's kind decides; the object's own `kind` is not checked again.
-            match obj.config_map_shape(None).config() {
+            match obj.config_map_shape(None).config(&settings.extra_env) {
                 Ok(c) => c.warnings.iter().for_each(|w| warns.push(w.to_string())),
                 Err(problems) => problems
                     .into_iter()
@@ -168,7 +168,7 @@ fn check_deployment(
         None => keys::REQUIRED.iter().map(|k| (*k, None)).collect(),
     };
     let index = VarIndex::new(managed.iter().map(|(k, _)| *k));
-    let skips = target::Skips::of(obj, pod);
+    let skips = target::Skips::honoured(obj, pod, settings);
     for c in target::managed_containers(pod, settings.include_init_containers, &skips) {
         if config.is_some() && matches!(c.container.env, Field::Wrong) {
             violations.push(Violation::EnvNotAList {
@@ -184,6 +184,13 @@ fn check_deployment(
         for &(i, j) in &hits {
             let Some(e) = env[j].get() else { continue };
             let (name, expected) = managed[i];
+            if i >= keys::REQUIRED.len() && e.value_from.is_set() {
+                violations.push(Violation::ExtraOverReference {
+                    container: container_name(c.name),
+                    name: cut(name, MAX_QUOTED_NAME).into_owned(),
+                });
+                continue;
+            }
             check_entry(&c, name, e, expected.zip(config.map(|c| c.1)), violations);
         }
     }

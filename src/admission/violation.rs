@@ -88,6 +88,18 @@ pub enum Violation {
         /// Where the config came from.
         origin: ConfigOrigin,
     },
+    /// An extra variable of the config is set from a reference in the container: the webhook
+    /// never replaces a `valueFrom` (a Secret's password with a literal, say) with a config value.
+    #[error(
+        "container {container:?}: {name} is set by valueFrom, and the config passes it through as a value; \
+         an extra variable never replaces a reference: remove {name} from the ConfigMap or the valueFrom from the container"
+    )]
+    ExtraOverReference {
+        /// Container name.
+        container: String,
+        /// Variable name.
+        name: String,
+    },
     /// The ServiceAccount lacks the GKE annotation.
     #[error("annotation iam.gke.io/gcp-service-account is missing; expected {expected:?}")]
     AnnotationMissing {
@@ -195,6 +207,7 @@ impl Violation {
             | Self::EnvNotAList { container }
             | Self::InvalidEnv { container, .. }
             | Self::EnvDrift { container, .. }
+            | Self::ExtraOverReference { container, .. }
             | Self::TooManyEnvEntries { container, .. } => Some(container),
             _ => None,
         }
@@ -208,6 +221,9 @@ impl Violation {
             (V::IncompleteEnv { missing: a, .. }, V::IncompleteEnv { missing: b, .. }) => a == b,
             (V::NotInjected { .. }, V::NotInjected { .. }) => true,
             (V::EnvNotAList { .. }, V::EnvNotAList { .. }) => true,
+            (V::ExtraOverReference { name, .. }, V::ExtraOverReference { name: n2, .. }) => {
+                name == n2
+            }
             (
                 V::InvalidEnv { name, rule, .. },
                 V::InvalidEnv {

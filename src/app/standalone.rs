@@ -36,12 +36,12 @@ fn config(
     let ready = common.readiness.add("configuration");
     let settings = args.policy.settings();
     let (file, config) =
-        ConfigFile::load(path.to_owned(), &settings.config_map).map_err(|error| {
-            StartError::Config {
+        ConfigFile::load(path.to_owned(), &settings.config_map, &settings.extra_env).map_err(
+            |error| StartError::Config {
                 path: path.to_owned(),
                 error,
-            }
-        })?;
+            },
+        )?;
     tracing::info!(file = %path.display(), config_hash = %config.hash, "configuration loaded (standalone: the default for every namespace)");
     for w in &config.warnings {
         tracing::warn!(file = %path.display(), warning = %w, "configuration warning");

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::rules::dns_name;
-use crate::settings::PolicyArgs;
+use crate::settings::{ExtraEnvArgs, PolicyArgs};
 
 /// Kubernetes admission webhook that wires CARTO self-hosted to BigQuery through GKE Workload
 /// Identity.
@@ -57,6 +57,10 @@ pub struct CheckArgs {
     /// ServiceAccount named in the IAM binding.
     #[arg(long, env = "CARTO_WI_SERVICE_ACCOUNT", default_value = crate::settings::DEFAULT_SERVICE_ACCOUNT, value_name = "NAME", value_parser = dns_name)]
     pub service_account: String,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub extra_env: ExtraEnvArgs,
 }
 
 /// `review`: run manifests through the webhook offline.

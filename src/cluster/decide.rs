@@ -25,10 +25,5 @@ pub fn mutate(
 
 /// Is `obj` one of the webhook's targets (the namespace's opt-out aside)?
 pub fn is_target(kind: Kind, obj: &Object<'_>, settings: &Settings) -> bool {
-    let target = match kind {
-        Kind::ServiceAccount => obj.name() == settings.service_account,
-        Kind::Deployment => target::is_target_deployment(obj.name(), obj, settings),
-        _ => false,
-    };
-    target && !target::opted_out(obj)
+    target::is_target(kind, obj.name(), obj, settings)
 }

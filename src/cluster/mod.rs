@@ -164,7 +164,10 @@ impl Cluster {
         };
         let config_maps = watch::watch_config_maps(
             self.client.clone(),
-            self.settings.config_map.clone(),
+            (
+                self.settings.config_map.clone(),
+                self.settings.extra_env.clone(),
+            ),
             publisher.clone(),
             cm_ready,
         );

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::ObjectMeta;
 
-use crate::config::{ConfigEntry, ConfigSnapshot, config_from_object};
+use crate::config::{ConfigEntry, ConfigSnapshot, ExtraEnvAllowlist, config_from_object};
 use crate::settings::INJECT_LABEL;
 
 /// One `carto-workload-identity` ConfigMap as last seen.
@@ -23,10 +23,10 @@ pub struct SeenConfigMap {
 }
 
 impl SeenConfigMap {
-    /// Parse a ConfigMap from the watch.
-    pub fn of(cm: &ConfigMap) -> Self {
+    /// Parse a ConfigMap from the watch (`allowed`: the pass-through keys it may hold).
+    pub fn of(cm: &ConfigMap, allowed: &ExtraEnvAllowlist) -> Self {
         let entry = match serde_json::to_value(cm) {
-            Ok(v) => ConfigEntry::from_result(config_from_object(&v)),
+            Ok(v) => ConfigEntry::from_result(config_from_object(&v, allowed)),
             Err(e) => ConfigEntry::from_result(Err(vec![crate::config::ConfigProblem::Malformed(
                 e.to_string(),
             )])),
@@ -225,16 +225,25 @@ mod tests {
         let a = "carto-bq@my-project.iam.gserviceaccount.com";
         let b = "carto-other@my-project.iam.gserviceaccount.com";
         assert_eq!(
-            w.apply_config_map("wi-system", SeenConfigMap::of(&cm("wi-system", "1", a))),
+            w.apply_config_map(
+                "wi-system",
+                SeenConfigMap::of(&cm("wi-system", "1", a), &ExtraEnvAllowlist::none())
+            ),
             Some(Change::Default)
         );
         assert_eq!(
-            w.apply_config_map("team", SeenConfigMap::of(&cm("team", "1", b))),
+            w.apply_config_map(
+                "team",
+                SeenConfigMap::of(&cm("team", "1", b), &ExtraEnvAllowlist::none())
+            ),
             Some(Change::ConfigMap("team".into()))
         );
         // Same content at a new resourceVersion: nothing to reconcile.
         assert_eq!(
-            w.apply_config_map("team", SeenConfigMap::of(&cm("team", "2", b))),
+            w.apply_config_map(
+                "team",
+                SeenConfigMap::of(&cm("team", "2", b), &ExtraEnvAllowlist::none())
+            ),
             None
         );
         let s = w.snapshot();
@@ -252,11 +261,23 @@ mod tests {
     fn relist_reports_what_changed_while_disconnected() {
         let mut w = Watched::new("wi-system");
         let a = "carto-bq@my-project.iam.gserviceaccount.com";
-        w.apply_config_map("gone", SeenConfigMap::of(&cm("gone", "1", a)));
-        w.apply_config_map("kept", SeenConfigMap::of(&cm("kept", "1", a)));
+        w.apply_config_map(
+            "gone",
+            SeenConfigMap::of(&cm("gone", "1", a), &ExtraEnvAllowlist::none()),
+        );
+        w.apply_config_map(
+            "kept",
+            SeenConfigMap::of(&cm("kept", "1", a), &ExtraEnvAllowlist::none()),
+        );
         let listed: BTreeMap<_, _> = [
-            ("kept".to_owned(), SeenConfigMap::of(&cm("kept", "5", a))),
-            ("new".to_owned(), SeenConfigMap::of(&cm("new", "1", a))),
+            (
+                "kept".to_owned(),
+                SeenConfigMap::of(&cm("kept", "5", a), &ExtraEnvAllowlist::none()),
+            ),
+            (
+                "new".to_owned(),
+                SeenConfigMap::of(&cm("new", "1", a), &ExtraEnvAllowlist::none()),
+            ),
         ]
         .into();
         let mut changes = w.replace_config_maps(listed);
@@ -273,7 +294,10 @@ mod tests {
     #[test]
     fn invalid_configmap_is_kept_as_broken() {
         let mut w = Watched::new("wi-system");
-        w.apply_config_map("team", SeenConfigMap::of(&cm("team", "1", "not-an-email")));
+        w.apply_config_map(
+            "team",
+            SeenConfigMap::of(&cm("team", "1", "not-an-email"), &ExtraEnvAllowlist::none()),
+        );
         assert!(matches!(w.snapshot().resolve("team"), Resolved::Broken(..)));
         assert_eq!(w.config_map_counts(), (0, 1));
     }

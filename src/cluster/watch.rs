@@ -17,7 +17,7 @@ use tracing::Instrument;
 use super::metrics::{ClusterMetrics, WatchName};
 use super::queue::{Work, WorkQueue};
 use super::state::{Change, SeenConfigMap, Watched};
-use crate::config::{ConfigEntry, ConfigSnapshot};
+use crate::config::{ConfigEntry, ConfigSnapshot, ExtraEnvAllowlist};
 
 /// Where the watches publish what they see.
 pub struct Publisher {
@@ -66,9 +66,10 @@ impl Publisher {
 }
 
 /// Run the ConfigMap watch until the stream ends; `synced` is called after the first full list.
+/// `allowed` are the pass-through keys a ConfigMap may hold.
 pub async fn watch_config_maps(
     client: kube::Client,
-    config_map: String,
+    (config_map, allowed): (String, ExtraEnvAllowlist),
     publisher: Arc<Publisher>,
     synced: impl FnOnce() + Send,
 ) {
@@ -85,7 +86,7 @@ pub async fn watch_config_maps(
             Event::Init => listed.clear(),
             Event::InitApply(cm) => {
                 if let Some(ns) = cm.metadata.namespace.clone() {
-                    let seen = SeenConfigMap::of(&cm);
+                    let seen = SeenConfigMap::of(&cm, &allowed);
                     report(&ns, &cm, &seen);
                     listed.insert(ns, seen);
                 }
@@ -96,7 +97,7 @@ pub async fn watch_config_maps(
             }
             Event::Apply(cm) => {
                 if let Some(ns) = cm.metadata.namespace.clone() {
-                    let seen = SeenConfigMap::of(&cm);
+                    let seen = SeenConfigMap::of(&cm, &allowed);
                     report(&ns, &cm, &seen);
                     publisher.update(|w| w.apply_config_map(&ns, seen).into_iter().collect());
                 }

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::extra::ExtraEnvAllowlist;
 use super::load::{ConfigFileError, parse_config, standalone_snapshot};
 use super::metrics::ConfigMetrics;
 use super::model::WorkloadIdentityConfig;
@@ -24,23 +25,27 @@ pub const MAX_CONFIG_FILE_BYTES: u64 = file_poll::MAX_FILE_BYTES;
 pub struct ConfigFile {
     path: PathBuf,
     config_map: String,
+    allowed: ExtraEnvAllowlist,
     in_use: Vec<u8>,
 }
 
 impl ConfigFile {
-    /// Read and parse the file; `config_map` picks the ConfigMap when the file holds several.
+    /// Read and parse the file; `config_map` picks the ConfigMap when the file holds several,
+    /// `allowed` the pass-through keys it may hold.
     pub fn load(
         path: PathBuf,
         config_map: &str,
+        allowed: &ExtraEnvAllowlist,
     ) -> Result<(Self, WorkloadIdentityConfig), ConfigFileError> {
         let bytes = file_poll::read_capped(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::FileTooLarge => ConfigFileError::TooLarge(e.to_string()),
             _ => ConfigFileError::Read(e),
         })?;
-        let config = parse_config(&bytes, config_map)?;
+        let config = parse_config(&bytes, config_map, allowed)?;
         let file = Self {
             path,
             config_map: config_map.to_owned(),
+            allowed: allowed.clone(),
             in_use: bytes,
         };
         Ok((file, config))
@@ -62,23 +67,29 @@ impl ConfigFile {
         let Self {
             path,
             config_map,
+            allowed,
             in_use,
         } = self;
         let shown = path.display().to_string();
         file_poll::poll(vec![path], interval, vec![in_use], shutdown, move |read| {
-            metrics.config_reload(reload(read, &shown, &config_map, &store));
+            metrics.config_reload(reload(read, &shown, (&config_map, &allowed), &store));
         })
         .await;
     }
 }
 
-fn reload(read: Read, shown: &str, config_map: &str, store: &ConfigStore) -> ReloadResult {
+fn reload(
+    read: Read,
+    shown: &str,
+    (config_map, allowed): (&str, &ExtraEnvAllowlist),
+    store: &ConfigStore,
+) -> ReloadResult {
     match read {
         Err((_, e)) => {
             tracing::warn!(file = %shown, error = %e, "--config: cannot read the new version; keeping the last good configuration");
             ReloadResult::ReadError
         }
-        Ok(mut c) => match parse_config(&c.remove(0), config_map) {
+        Ok(mut c) => match parse_config(&c.remove(0), config_map, allowed) {
             Ok(config) => {
                 let hash = config.hash.clone();
                 store.publish(standalone_snapshot(config));
@@ -131,7 +142,8 @@ mod tests {
         let path = dir.path().join("config.yaml");
         let big = format!("{CONFIG}#{}\n", "x".repeat(MAX_CONFIG_FILE_BYTES as usize));
         std::fs::write(&path, big).unwrap();
-        let e = ConfigFile::load(path, "carto-workload-identity").unwrap_err();
+        let e = ConfigFile::load(path, "carto-workload-identity", &ExtraEnvAllowlist::none())
+            .unwrap_err();
         assert!(matches!(e, ConfigFileError::TooLarge(_)), "{e:?}");
         assert!(e.to_string().contains("larger than the 1 MiB limit"), "{e}");
     }
@@ -141,7 +153,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.yaml");
         replace(&path, CONFIG);
-        let (file, config) = ConfigFile::load(path.clone(), "carto-workload-identity").unwrap();
+        let (file, config) = ConfigFile::load(
+            path.clone(),
+            "carto-workload-identity",
+            &ExtraEnvAllowlist::none(),
+        )
+        .unwrap();
         let good = config.hash.clone();
         let store = ConfigStore::new(standalone_snapshot(config));
         let mut poller = Poller::new(vec![path.clone()], vec![file.in_use]);
@@ -152,14 +169,24 @@ mod tests {
         replace(&path, &padded.replace("acme-gke-prod", "other-project"));
         let read = poller.check().expect("the change is seen");
         let shown = path.display().to_string();
-        let r = reload(read, &shown, "carto-workload-identity", &store);
+        let r = reload(
+            read,
+            &shown,
+            ("carto-workload-identity", &ExtraEnvAllowlist::none()),
+            &store,
+        );
         assert_eq!(r, ReloadResult::ReadError);
         assert_eq!(hash_in_force(&store), good);
         assert!(poller.check().is_none(), "reported once");
         // A valid version under the limit is taken.
         replace(&path, &CONFIG.replace("acme-gke-prod", "other-project"));
         let read = poller.check().expect("the change is seen");
-        let r = reload(read, &shown, "carto-workload-identity", &store);
+        let r = reload(
+            read,
+            &shown,
+            ("carto-workload-identity", &ExtraEnvAllowlist::none()),
+            &store,
+        );
         assert_eq!(r, ReloadResult::Success);
         assert_ne!(hash_in_force(&store), good);
     }

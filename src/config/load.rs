@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::extra::ExtraEnvAllowlist;
 use super::model::WorkloadIdentityConfig;
 use super::problem::ConfigProblem;
 use super::snapshot::{ConfigEntry, ConfigSnapshot};
@@ -82,7 +83,11 @@ fn config_maps(text: &str) -> Result<Vec<Found>, String> {
 /// Read the ConfigMap out of a YAML file (the only ConfigMap, or the one named `preferred_name`).
 /// An error means the file could not be understood at all, or is ambiguous: two ConfigMaps
 /// named `preferred_name` are an error naming both, never silently the first.
-pub fn load_config_map(text: &str, preferred_name: &str) -> Result<LoadedConfigMap, String> {
+pub fn load_config_map(
+    text: &str,
+    preferred_name: &str,
+    allowed: &ExtraEnvAllowlist,
+) -> Result<LoadedConfigMap, String> {
     let mut maps = config_maps(text)?;
     let named: Vec<&Found> = maps
         .iter()
@@ -119,7 +124,7 @@ pub fn load_config_map(text: &str, preferred_name: &str) -> Result<LoadedConfigM
     Ok(LoadedConfigMap {
         name: text_at("/metadata/name"),
         namespace: text_at("/metadata/namespace"),
-        config: config_from_object(&chosen.map),
+        config: config_from_object(&chosen.map, allowed),
     })
 }
 
@@ -155,9 +160,10 @@ fn list(problems: &[ConfigProblem]) -> String {
 pub fn parse_config(
     bytes: &[u8],
     config_map: &str,
+    allowed: &ExtraEnvAllowlist,
 ) -> Result<WorkloadIdentityConfig, ConfigFileError> {
     let text = std::str::from_utf8(bytes).map_err(|_| ConfigFileError::NotText)?;
-    let loaded = load_config_map(text, config_map).map_err(ConfigFileError::Unreadable)?;
+    let loaded = load_config_map(text, config_map, allowed).map_err(ConfigFileError::Unreadable)?;
     loaded.config.map_err(ConfigFileError::Invalid)
 }
 

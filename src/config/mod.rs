@@ -6,6 +6,7 @@
 //! - [`file_source`]: the standalone `--config` file, polled.
 //! - [`metrics`]: the `config` group of metrics.
 
+pub mod extra;
 pub mod file_source;
 pub mod keys;
 pub mod load;
@@ -18,6 +19,7 @@ mod snapshot;
 mod source;
 pub mod store;
 
+pub use extra::{ExtraEnvAllowlist, extra_env_name};
 pub use file_source::{ConfigFile, MAX_CONFIG_FILE_BYTES};
 pub use load::{
     ConfigFileError, LoadedConfigMap, load_config_map, parse_config, standalone_snapshot,

@@ -4,9 +4,11 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
+use super::extra::{ExtraEnvAllowlist, MAX_DATA_BYTES, MAX_EXTRA_BYTES, MAX_EXTRA_KEYS};
 use super::keys::{self, REQUIRED};
 use super::problem::{ConfigProblem, ConfigWarning, Rule};
 use super::rules;
+use crate::limits::{MAX_QUOTED_VALUE, cut};
 
 /// A valid Workload Identity configuration, ready to inject.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,18 +33,29 @@ pub struct WorkloadIdentityConfig {
 }
 
 impl WorkloadIdentityConfig {
-    /// Parse and check ConfigMap `data`; every problem is reported at once.
-    pub fn from_data(data: &BTreeMap<String, String>) -> Result<Self, Vec<ConfigProblem>> {
-        let mut problems = Vec::new();
+    /// Parse and check ConfigMap `data`; every problem is reported at once. A pass-through key
+    /// is valid only when `allowed` names it.
+    pub fn from_data(
+        data: &BTreeMap<String, String>,
+        allowed: &ExtraEnvAllowlist,
+    ) -> Result<Self, Vec<ConfigProblem>> {
+        let mut problems = size_problems(data);
         let mut extra = Vec::new();
         let mut suggestions_left = MAX_SUGGESTED_KEYS;
         for (key, value) in data {
             match check_entry(key, value, &mut suggestions_left) {
                 Ok(Entry::Known) => {}
-                Ok(Entry::PassThrough) => extra.push((key.clone(), value.clone())),
+                Ok(Entry::PassThrough) if allowed.allows(key) => {
+                    extra.push((key.clone(), value.clone()))
+                }
+                Ok(Entry::PassThrough) => problems.push(ConfigProblem::ExtraNotAllowed {
+                    key: key.clone(),
+                    allowed: allowed_text(allowed),
+                }),
                 Err(p) => problems.push(p),
             }
         }
+        problems.extend(extras_problems(&extra));
         for key in REQUIRED {
             if !data.contains_key(key) {
                 problems.push(ConfigProblem::Missing {
@@ -128,6 +141,47 @@ const MAX_SUGGESTED_KEYS: usize = 20;
 /// Keys longer than this (in characters) are not typos of a known key: no suggestion.
 const MAX_SUGGESTION_KEY_CHARS: usize = 64;
 
+/// The whole `data` over [`MAX_DATA_BYTES`].
+fn size_problems(data: &BTreeMap<String, String>) -> Vec<ConfigProblem> {
+    let bytes: usize = data.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if bytes > MAX_DATA_BYTES {
+        vec![ConfigProblem::DataTooLarge {
+            bytes,
+            limit: MAX_DATA_BYTES,
+        }]
+    } else {
+        Vec::new()
+    }
+}
+
+/// The allowed extras over [`MAX_EXTRA_KEYS`] or [`MAX_EXTRA_BYTES`].
+fn extras_problems(extra: &[(String, String)]) -> Vec<ConfigProblem> {
+    let mut problems = Vec::new();
+    if extra.len() > MAX_EXTRA_KEYS {
+        problems.push(ConfigProblem::TooManyExtras {
+            count: extra.len(),
+            limit: MAX_EXTRA_KEYS,
+        });
+    }
+    let bytes: usize = extra.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if bytes > MAX_EXTRA_BYTES {
+        problems.push(ConfigProblem::ExtrasTooLarge {
+            bytes,
+            limit: MAX_EXTRA_BYTES,
+        });
+    }
+    problems
+}
+
+/// What the platform allows, for a message (bounded: the list comes from a flag, not a tenant).
+fn allowed_text(allowed: &ExtraEnvAllowlist) -> String {
+    if allowed.is_empty() {
+        return "none".to_owned();
+    }
+    let names: Vec<&str> = allowed.names().collect();
+    cut(&names.join(", "), 256).into_owned()
+}
+
 /// What a valid data entry is.
 enum Entry {
     Known,
@@ -193,7 +247,8 @@ fn known_value_problem(key: &str, value: &str) -> Option<ConfigProblem> {
     }
     rule.map(|rule| ConfigProblem::Invalid {
         key: key.to_owned(),
-        value: value.to_owned(),
+        // Kept as quoted: a rejected value is never stored whole (the problem lives in memory).
+        value: cut(value, MAX_QUOTED_VALUE).into_owned(),
         rule,
         example: keys::example(key),
     })

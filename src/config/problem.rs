@@ -113,6 +113,45 @@ pub enum ConfigProblem {
         /// A valid example (value of a known key, or a whole pass-through entry).
         example: String,
     },
+    /// A pass-through key the platform does not allow (`--extra-env`).
+    #[error(
+        "{}: not an allowed extra variable: the platform allows {allowed} (serve/review/check \
+         --extra-env, chart value policy.extraEnvAllowed); remove the key or ask the platform team",
+        k(.key)
+    )]
+    ExtraNotAllowed {
+        /// The key as given.
+        key: String,
+        /// The allowed names, or `none`.
+        allowed: String,
+    },
+    /// More extra variables than one ConfigMap may set.
+    #[error("{count} extra WORKSPACE_* variables: at most {limit} may be passed through")]
+    TooManyExtras {
+        /// How many were given.
+        count: usize,
+        /// The cap.
+        limit: usize,
+    },
+    /// The extra variables' names and values are too large to add to every container.
+    #[error(
+        "the extra WORKSPACE_* variables hold {bytes} bytes of names and values: at most {limit} \
+         (each is copied into every container of every target)"
+    )]
+    ExtrasTooLarge {
+        /// Their size.
+        bytes: usize,
+        /// The cap.
+        limit: usize,
+    },
+    /// The whole `data` is too large to be a configuration.
+    #[error("data holds {bytes} bytes of keys and values: a configuration holds at most {limit}")]
+    DataTooLarge {
+        /// Its size.
+        bytes: usize,
+        /// The cap.
+        limit: usize,
+    },
     /// `binaryData` is not read by the webhook.
     #[error("binaryData.{}: binary values are not supported; put the value under data", k(.key))]
     BinaryData {

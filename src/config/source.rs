@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::extra::ExtraEnvAllowlist;
 use super::model::WorkloadIdentityConfig;
 use super::problem::ConfigProblem;
 
@@ -92,9 +93,12 @@ impl<'a> ConfigMapShape<'a> {
     }
 
     /// The typed configuration, reporting every problem at once.
-    pub fn config(&self) -> Result<WorkloadIdentityConfig, Vec<ConfigProblem>> {
+    pub fn config(
+        &self,
+        allowed: &ExtraEnvAllowlist,
+    ) -> Result<WorkloadIdentityConfig, Vec<ConfigProblem>> {
         let mut shape = match self.data() {
-            Ok(data) => return WorkloadIdentityConfig::from_data(&data),
+            Ok(data) => return WorkloadIdentityConfig::from_data(&data, allowed),
             Err(shape) => shape,
         };
         // Still report the rule problems of the string values we could read (of a ConfigMap:
@@ -105,7 +109,7 @@ impl<'a> ConfigMapShape<'a> {
                 .iter()
                 .filter_map(|(k, v)| v.map(|s| ((*k).to_owned(), s.to_owned())))
                 .collect();
-            if let Err(more) = WorkloadIdentityConfig::from_data(&strings) {
+            if let Err(more) = WorkloadIdentityConfig::from_data(&strings, allowed) {
                 shape.extend(more.into_iter().filter(|p| match p {
                     ConfigProblem::Missing { key, .. } => !d.iter().any(|(k, _)| k == key),
                     _ => true,
@@ -130,10 +134,13 @@ pub fn config_map_data(obj: &Value) -> Result<BTreeMap<String, String>, Vec<Conf
 }
 
 /// Parse a ConfigMap object into a typed configuration, reporting every problem at once.
-pub fn config_from_object(obj: &Value) -> Result<WorkloadIdentityConfig, Vec<ConfigProblem>> {
+pub fn config_from_object(
+    obj: &Value,
+    allowed: &ExtraEnvAllowlist,
+) -> Result<WorkloadIdentityConfig, Vec<ConfigProblem>> {
     ConfigMapShape::of_value(obj)
         .ok_or_else(not_an_object)?
-        .config()
+        .config(allowed)
 }
 
 /// Parse `KEY=VALUE` lines (blank lines and `#` comments ignored, optional `export `, one pair of

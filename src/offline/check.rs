@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::config::{ConfigProblem, WorkloadIdentityConfig, parse_env_file};
+use crate::config::{ConfigProblem, ExtraEnvAllowlist, WorkloadIdentityConfig, parse_env_file};
 
 /// What `check` prints, and whether the configuration is valid.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,9 +13,26 @@ pub struct CheckReport {
     pub text: String,
 }
 
+/// What a check is against: the namespace and ServiceAccount of the IAM binding, and the extra
+/// variables the platform allows.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckContext<'a> {
+    /// Namespace CARTO runs in (default: the ConfigMap's).
+    pub namespace: Option<&'a str>,
+    /// The ServiceAccount named in the IAM binding.
+    pub service_account: &'a str,
+    /// The pass-through variables a ConfigMap may set.
+    pub allowed: &'a ExtraEnvAllowlist,
+}
+
 /// Check a ConfigMap YAML file's text.
-pub fn check_config_map(text: &str, namespace: Option<&str>, service_account: &str) -> CheckReport {
-    match crate::config::load_config_map(text, crate::settings::DEFAULT_CONFIG_MAP) {
+pub fn check_config_map(text: &str, cx: CheckContext<'_>) -> CheckReport {
+    let CheckContext {
+        namespace,
+        service_account,
+        allowed,
+    } = cx;
+    match crate::config::load_config_map(text, crate::settings::DEFAULT_CONFIG_MAP, allowed) {
         Err(e) => CheckReport {
             ok: false,
             text: format!("error: {e}\n"),
@@ -29,9 +46,10 @@ pub fn check_config_map(text: &str, namespace: Option<&str>, service_account: &s
 }
 
 /// Check a `KEY=VALUE` env file's text.
-pub fn check_env_file(text: &str, namespace: Option<&str>, service_account: &str) -> CheckReport {
-    let result = parse_env_file(text).and_then(|d| WorkloadIdentityConfig::from_data(&d));
-    report("env file", result, namespace, service_account)
+pub fn check_env_file(text: &str, cx: CheckContext<'_>) -> CheckReport {
+    let result =
+        parse_env_file(text).and_then(|d| WorkloadIdentityConfig::from_data(&d, cx.allowed));
+    report("env file", result, cx.namespace, cx.service_account)
 }
 
 fn report(

@@ -4,5 +4,5 @@
 mod check;
 mod review;
 
-pub use check::{CheckReport, check_config_map, check_env_file};
+pub use check::{CheckContext, CheckReport, check_config_map, check_env_file};
 pub use review::{OutputFormat, ReviewReport, review_stream};

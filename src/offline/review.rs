@@ -104,7 +104,10 @@ fn snapshot_of_stream(
                 .pointer("/metadata/namespace")
                 .and_then(Value::as_str)
                 .unwrap_or(default_ns);
-            snapshot.set_namespace(ns, ConfigEntry::from_result(config_from_object(v)));
+            snapshot.set_namespace(
+                ns,
+                ConfigEntry::from_result(config_from_object(v, &settings.extra_env)),
+            );
         }
     }
     snapshot

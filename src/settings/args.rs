@@ -4,6 +4,7 @@ use clap::Args;
 
 use super::{DEFAULT_CONFIG_MAP, DEFAULT_SERVICE_ACCOUNT, Enforcement, Settings};
 use crate::config::rules::dns_name;
+use crate::config::{ExtraEnvAllowlist, extra_env_name};
 
 /// How decisions are made (shared by `serve` and `review`).
 #[derive(Args, Debug, Clone)]
@@ -40,6 +41,32 @@ pub struct PolicyArgs {
     /// with a warning).
     #[arg(long, env = "CARTO_WI_REQUIRE_CONFIG")]
     pub require_config: bool,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub extra_env: ExtraEnvArgs,
+
+    /// Let an object opt itself out: honour the label workload-identity.carto.com/inject: "false"
+    /// on a Deployment or ServiceAccount and the skip-containers annotation. Off: only a
+    /// namespace label opts out, so whoever may edit a Deployment cannot escape enforcement.
+    #[arg(long, env = "CARTO_WI_OBJECT_OPT_OUT")]
+    pub object_opt_out: bool,
+}
+
+/// Which pass-through variables a ConfigMap may set (shared by `serve`, `review` and `check`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ExtraEnvArgs {
+    /// Pass-through WORKSPACE_* variables a ConfigMap may set besides the four Workload Identity
+    /// ones (comma-separated names); any other is an error [default: none].
+    #[arg(long = "extra-env", env = "CARTO_WI_EXTRA_ENV", value_delimiter = ',', value_name = "NAME,...", value_parser = extra_env_name)]
+    pub names: Vec<String>,
+}
+
+impl ExtraEnvArgs {
+    /// The allowlist these flags describe.
+    pub fn allowlist(&self) -> ExtraEnvAllowlist {
+        ExtraEnvAllowlist::new(self.names.iter().cloned())
+    }
 }
 
 impl PolicyArgs {
@@ -52,6 +79,8 @@ impl PolicyArgs {
             include_init_containers: self.include_init_containers,
             enforcement: self.enforcement,
             require_config: self.require_config,
+            extra_env: self.extra_env.allowlist(),
+            object_opt_out: self.object_opt_out,
         }
     }
 }

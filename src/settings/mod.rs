@@ -3,9 +3,11 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::config::ExtraEnvAllowlist;
+
 mod args;
 
-pub use args::PolicyArgs;
+pub use args::{ExtraEnvArgs, PolicyArgs};
 
 /// Default name of the configuration ConfigMap.
 pub const DEFAULT_CONFIG_MAP: &str = "carto-workload-identity";
@@ -17,6 +19,8 @@ pub const PREFIX: &str = "workload-identity.carto.com/";
 pub const INJECT_LABEL: &str = "workload-identity.carto.com/inject";
 /// Per-container opt-out annotation (Deployment or pod template): `"a,b"`.
 pub const SKIP_CONTAINERS_ANNOTATION: &str = "workload-identity.carto.com/skip-containers";
+/// The extra variables the webhook manages in a pod template (annotation on it): `"A,B"`.
+pub const MANAGED_ENV_ANNOTATION: &str = "workload-identity.carto.com/managed-env";
 /// Config fingerprint annotation (ServiceAccount metadata, Deployment pod template).
 pub const CONFIG_HASH_ANNOTATION: &str = "workload-identity.carto.com/config-hash";
 /// The GKE Workload Identity annotation written on the ServiceAccount.
@@ -78,6 +82,10 @@ pub struct Settings {
     pub enforcement: Enforcement,
     /// Deny targets when no configuration resolves.
     pub require_config: bool,
+    /// The pass-through variables a ConfigMap may set.
+    pub extra_env: ExtraEnvAllowlist,
+    /// Honour the object opt-out label and `skip-containers` (else only namespaces opt out).
+    pub object_opt_out: bool,
 }
 
 impl Default for Settings {
@@ -89,6 +97,8 @@ impl Default for Settings {
             include_init_containers: false,
             enforcement: Enforcement::Deny,
             require_config: false,
+            extra_env: ExtraEnvAllowlist::none(),
+            object_opt_out: false,
         }
     }
 }

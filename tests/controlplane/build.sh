@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Build a local Kubernetes control plane (kube-apiserver, kubectl, etcd, helm)
-# from Go modules, pinned by the committed go.mod/go.sum files in
-# tests/controlplane/{kube,etcd,helm}. No binary downloads: only the Go module
-# proxy is used.
+# Build a local Kubernetes control plane (kube-apiserver, kubectl, etcd) and
+# helm (both majors) from Go modules, pinned by the committed go.mod/go.sum
+# files in tests/controlplane/{kube,etcd,helm,helm4}. No binary downloads: only
+# the Go module proxy is used.
 #
 # Output: ${CARGO_TARGET_DIR:-$REPO/target}/controlplane/<k8s-version>-<etcd-version>/bin/
-#         {kube-apiserver,kubectl,etcd,helm}
+#         {kube-apiserver,kubectl,etcd,helm,helm3}  (helm is Helm 4, helm3 is Helm 3)
 # The last line on stdout is that bin directory. Timings go to stderr.
 #
 # Idempotent: a binary is rebuilt only when it is missing or its module's
@@ -13,7 +13,7 @@
 # in bin/ records a hash of them).
 #
 # Environment:
-#   CONTROLPLANE_SKIP_HELM=1  do not build helm
+#   CONTROLPLANE_SKIP_HELM=1  do not build helm (either major)
 #   GO=/path/to/go            Go toolchain (default: go on PATH, else /usr/local/go/bin/go)
 set -euo pipefail
 
@@ -25,8 +25,9 @@ modver() { sed -n "s|^[[:space:]]*\(require[[:space:]]\+\)\?$2 \(v[^[:space:]]*\
 K8S_VERSION="$(modver kube k8s.io/kubernetes)"
 ETCD_VERSION="$(modver etcd go.etcd.io/etcd/server/v3)"
 HELM_VERSION="$(modver helm helm.sh/helm/v3)"
-[[ -n "$K8S_VERSION" && -n "$ETCD_VERSION" && -n "$HELM_VERSION" ]] || {
-  echo "build.sh: cannot read versions from $HERE/{kube,etcd,helm}/go.mod" >&2; exit 1; }
+HELM4_VERSION="$(modver helm4 helm.sh/helm/v4)"
+[[ -n "$K8S_VERSION" && -n "$ETCD_VERSION" && -n "$HELM_VERSION" && -n "$HELM4_VERSION" ]] || {
+  echo "build.sh: cannot read versions from $HERE/{kube,etcd,helm,helm4}/go.mod" >&2; exit 1; }
 
 OUT="${CARGO_TARGET_DIR:-$REPO/target}/controlplane/${K8S_VERSION}-${ETCD_VERSION}"
 BIN="$OUT/bin"
@@ -43,7 +44,7 @@ for kv in "gitVersion=${K8S_VERSION}" "gitMajor=1" "gitMinor=${k8s_minor}" \
   KUBE_LDFLAGS+=" -X k8s.io/client-go/pkg/version.${kv} -X k8s.io/component-base/version.${kv}"
 done
 KUBE_TAGS="selinux,notest,grpcnotrace"
-# helm: ldflags as in helm's Makefile for a tagged release; k8s version from its client-go (v0.37.0 -> 1.37).
+# helm 3: ldflags as in its Makefile for a tagged release; k8s version from its client-go (v0.36.2 -> 1.36).
 helm_k8s="$(modver helm k8s.io/client-go)"
 helm_k8s_minor="${helm_k8s#v0.}"; helm_k8s_minor="${helm_k8s_minor%%.*}"
 HELM_LDFLAGS="-s -w -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}"
@@ -52,6 +53,11 @@ for p in pkg/lint/rules pkg/chartutil; do
   HELM_LDFLAGS+=" -X helm.sh/helm/v3/$p.k8sVersionMajor=1 -X helm.sh/helm/v3/$p.k8sVersionMinor=${helm_k8s_minor}"
 done
 HELM_TAGS=""
+# helm 4: its Makefile sets only the version variables (it reads the client-go version from the
+# build info at run time).
+HELM4_LDFLAGS="-s -w -X helm.sh/helm/v4/internal/version.version=${HELM4_VERSION}"
+HELM4_LDFLAGS+=" -X helm.sh/helm/v4/internal/version.metadata= -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
+HELM4_TAGS=""
 
 # stamp <module-dir> <ldflags> <tags>: hash of the module files and build flags.
 stamp() {
@@ -72,7 +78,9 @@ up_to_date() {
 all_up_to_date() {
   up_to_date etcd "$ETCD_LDFLAGS" "$ETCD_TAGS" etcd &&
     up_to_date kube "$KUBE_LDFLAGS" "$KUBE_TAGS" kube-apiserver kubectl &&
-    { [[ "${CONTROLPLANE_SKIP_HELM:-}" == 1 ]] || up_to_date helm "$HELM_LDFLAGS" "$HELM_TAGS" helm; }
+    { [[ "${CONTROLPLANE_SKIP_HELM:-}" == 1 ]] ||
+      { up_to_date helm "$HELM_LDFLAGS" "$HELM_TAGS" helm3 &&
+        up_to_date helm4 "$HELM4_LDFLAGS" "$HELM4_TAGS" helm; }; }
 }
 
 # Fast path: nothing to do.
@@ -121,8 +129,9 @@ build kube "$KUBE_LDFLAGS" "$KUBE_TAGS" \
   kubectl=k8s.io/kubernetes/cmd/kubectl \
   kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver
 if [[ "${CONTROLPLANE_SKIP_HELM:-}" != 1 ]]; then
-  build helm "$HELM_LDFLAGS" "$HELM_TAGS" helm=helm.sh/helm/v3/cmd/helm
+  build helm "$HELM_LDFLAGS" "$HELM_TAGS" helm3=helm.sh/helm/v3/cmd/helm
+  build helm4 "$HELM4_LDFLAGS" "$HELM4_TAGS" helm=helm.sh/helm/v4/cmd/helm
 fi
 
-echo "[controlplane] total $(( $(now) - T_ALL ))s; kubernetes ${K8S_VERSION}, etcd ${ETCD_VERSION}, helm ${HELM_VERSION}" >&2
+echo "[controlplane] total $(( $(now) - T_ALL ))s; kubernetes ${K8S_VERSION}, etcd ${ETCD_VERSION}, helm ${HELM4_VERSION} and ${HELM_VERSION}" >&2
 echo "$BIN"

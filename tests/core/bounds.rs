@@ -14,7 +14,10 @@ use carto_wi_webhook::admission::limits::{
 use carto_wi_webhook::admission::view::ReviewRequest;
 use carto_wi_webhook::admission::wire::ReviewResponse;
 use carto_wi_webhook::admission::{self, Decision, Violation, Webhook};
-use carto_wi_webhook::config::ConfigSnapshot;
+use carto_wi_webhook::config::extra::{MAX_DATA_BYTES, MAX_EXTRA_BYTES, MAX_EXTRA_KEYS};
+use carto_wi_webhook::config::{
+    ConfigProblem, ConfigSnapshot, ExtraEnvAllowlist, WorkloadIdentityConfig,
+};
 use carto_wi_webhook::settings::{Enforcement, Settings};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -391,9 +394,9 @@ fn the_most_containers_handled_get_one_bounded_patch() {
 
 #[test]
 fn the_patch_budget_holds_with_a_large_config() {
-    // An admin's config with a 200 KB pass-through value, and 1,000 containers without env:
-    // 200 MB of patch before; now no patch, a warning, and validation refuses the object.
-    let big = "v".repeat(200_000);
+    // The largest config the caps let through (one 8 KB pass-through value), and 1,000
+    // containers without env: 8 MB of patch; no patch, a warning, and validation refuses it.
+    let big = "v".repeat(MAX_EXTRA_BYTES - "WORKSPACE_BIG".len());
     let mut pairs: Vec<(&str, &str)> = acme_env().into_iter().collect();
     pairs.push(("WORKSPACE_BIG", &big));
     let snap = snapshot_of(config_of(&pairs));
@@ -412,11 +415,56 @@ fn the_patch_budget_holds_with_a_large_config() {
     assert!(!v.decision.allowed());
     assert!(m.wire.len() < 1_024 && v.wire.len() < 2_048);
 
-    // Ten containers fit: 2 MB of patch, still within the answer bound.
-    let b = dep_body((0..10).map(|i| json!({"name": format!("c{i}")})).collect());
+    // Two hundred containers fit: 1.7 MB of patch, still within the answer bound.
+    let b = dep_body((0..200).map(|i| json!({"name": format!("c{i}")})).collect());
     let m = answer(Webhook::Mutate, &b, &snap, &settings());
     assert!(m.decision.patch.is_some());
     assert!(m.wire.len() > 2 * 1_000_000 && m.wire.len() <= MAX_RESPONSE_BYTES);
+}
+
+#[test]
+fn a_config_past_the_caps_is_refused_whole() {
+    // 30 pass-through values of 30 KB (0.9 MB) once grew every target by 0.9 MB a container.
+    let values: Vec<(String, String)> = (0..30)
+        .map(|i| (format!("WORKSPACE_BIG{i}"), "v".repeat(30_000)))
+        .collect();
+    let allowed = ExtraEnvAllowlist::new(values.iter().map(|(k, _)| k.clone()));
+    let mut d = acme_data();
+    d.extend(values);
+    let problems = WorkloadIdentityConfig::from_data(&d, &allowed).unwrap_err();
+    assert!(
+        matches!(
+            &problems[..],
+            [
+                ConfigProblem::DataTooLarge {
+                    limit: MAX_DATA_BYTES,
+                    ..
+                },
+                ConfigProblem::ExtrasTooLarge {
+                    limit: MAX_EXTRA_BYTES,
+                    ..
+                },
+            ]
+        ),
+        "{problems:?}"
+    );
+    // What is kept of a rejected config is small whatever it held.
+    assert!(format!("{problems:?}").len() < 1_000);
+    // More than 32 keys is refused even when each is small.
+    let many: Vec<(String, String)> = (0..=MAX_EXTRA_KEYS)
+        .map(|i| (format!("WORKSPACE_K{i}"), "1".into()))
+        .collect();
+    let allowed = ExtraEnvAllowlist::new(many.iter().map(|(k, _)| k.clone()));
+    let mut d = acme_data();
+    d.extend(many);
+    let problems = WorkloadIdentityConfig::from_data(&d, &allowed).unwrap_err();
+    assert_eq!(
+        problems,
+        vec![ConfigProblem::TooManyExtras {
+            count: MAX_EXTRA_KEYS + 1,
+            limit: MAX_EXTRA_KEYS
+        }]
+    );
 }
 
 #[test]
@@ -437,8 +485,10 @@ fn thousands_of_unknown_config_keys_are_one_grouped_problem() {
     let b = body("", "ConfigMap", "carto-workload-identity", &obj);
     let v = answer(Webhook::Validate, &b, &snapshot(), &settings());
     assert!(!v.decision.allowed());
-    assert_eq!(v.decision.violation_count(), 20_000);
+    // 20,000 unknown keys, and the data past its size cap.
+    assert_eq!(v.decision.violation_count(), 20_001);
     let text = v.decision.denial_text();
+    assert!(text.contains("data holds"), "{text}");
     assert!(
         text.contains("- [20000 times] zq0000000: unknown key; allowed keys are"),
         "{text}"
@@ -508,7 +558,11 @@ fn a_huge_skip_list_makes_ten_warnings() {
     let list: Vec<String> = (0..400_000).map(|i| format!("{i:x}")).collect();
     obj["spec"]["template"]["metadata"]["annotations"][SKIP] = json!(list.join(","));
     let b = body("apps", "Deployment", "carto-workspace-api", &obj);
-    let (m, v) = both(&b);
+    let (snap, s) = (snapshot(), object_opt_out());
+    let (m, v) = (
+        answer(Webhook::Mutate, &b, &snap, &s),
+        answer(Webhook::Validate, &b, &snap, &s),
+    );
     assert!(m.decision.patch.is_some());
     assert_eq!(m.decision.warnings.len(), 10);
     assert!(

@@ -32,7 +32,7 @@ const OTHERS: [&str; 4] = [
 
 fn valid_config() -> ConfigEntry {
     let objs = fixture_objects("configmap-valid.yaml");
-    ConfigEntry::from_result(config_from_object(&objs[0]))
+    ConfigEntry::from_result(config_from_object(&objs[0], &allowed()))
 }
 
 /// The WORKSPACE_WORKLOAD_IDENTITY_* entries (name, value) of a container.

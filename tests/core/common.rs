@@ -8,7 +8,9 @@ use std::path::PathBuf;
 
 use carto_wi_webhook::admission::view::ReviewRequest;
 use carto_wi_webhook::admission::{self, Decision, Webhook};
-use carto_wi_webhook::config::{ConfigEntry, ConfigSnapshot, WorkloadIdentityConfig};
+use carto_wi_webhook::config::{
+    ConfigEntry, ConfigSnapshot, ExtraEnvAllowlist, WorkloadIdentityConfig,
+};
 use carto_wi_webhook::settings::Settings;
 use json_patch::Patch;
 use serde::Deserialize;
@@ -32,6 +34,7 @@ pub const GCP_SA: &str = "iam.gke.io/gcp-service-account";
 pub const HASH: &str = "workload-identity.carto.com/config-hash";
 pub const SKIP: &str = "workload-identity.carto.com/skip-containers";
 pub const INJECT: &str = "workload-identity.carto.com/inject";
+pub const MANAGED: &str = "workload-identity.carto.com/managed-env";
 
 /// The four managed variables with the acme values, in injection order.
 pub fn acme_env() -> Vec<(&'static str, &'static str)> {
@@ -41,6 +44,35 @@ pub fn acme_env() -> Vec<(&'static str, &'static str)> {
         (SA_EMAIL, EMAIL_V),
         (OWNER_ID, OWNER_V),
     ]
+}
+
+/// The extra variables the tests' platform allows (`--extra-env`): every pass-through name the
+/// tests use as a valid extra. `WORKSPACE_POSTGRES_PASSWORD` is left out on purpose: a secret a
+/// platform would never pass through.
+pub fn allowed() -> ExtraEnvAllowlist {
+    ExtraEnvAllowlist::new([
+        "WORKSPACE_SYNC_DATA_ENABLED",
+        "WORKSPACE_SYNC_DATA",
+        "WORKSPACE_SYNC",
+        "WORKSPACE_A",
+        "WORKSPACE_A_B",
+        "WORKSPACE_A_1__B",
+        "WORKSPACE_A_FIRST",
+        "WORKSPACE_9",
+        "WORKSPACE_BIG",
+        "WORKSPACE_HIDDEN",
+        "WORKSPACE_TAB",
+        "WORKSPACE_POSTGRES_SSL_MODE",
+        "WORKSPACE_POSTGRES_INTERNAL_USER",
+    ])
+}
+
+/// The default settings with [`allowed`] as the allowlist.
+pub fn settings_allowing_extras() -> Settings {
+    Settings {
+        extra_env: allowed(),
+        ..Settings::default()
+    }
 }
 
 pub fn data(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -56,11 +88,11 @@ pub fn acme_data() -> BTreeMap<String, String> {
 }
 
 pub fn acme() -> WorkloadIdentityConfig {
-    WorkloadIdentityConfig::from_data(&acme_data()).expect("acme config is valid")
+    WorkloadIdentityConfig::from_data(&acme_data(), &allowed()).expect("acme config is valid")
 }
 
 pub fn config_of(pairs: &[(&str, &str)]) -> WorkloadIdentityConfig {
-    WorkloadIdentityConfig::from_data(&data(pairs)).expect("valid config")
+    WorkloadIdentityConfig::from_data(&data(pairs), &allowed()).expect("valid config")
 }
 
 /// A snapshot whose cluster default is the acme config.
@@ -166,6 +198,19 @@ pub fn mutate_with(obj: &Value, snap: &ConfigSnapshot, settings: &Settings) -> (
 
 pub fn mutate_default(obj: &Value) -> (Value, Decision) {
     mutate_with(obj, &snapshot(), &settings())
+}
+
+/// The default settings with `--object-opt-out`: the object label and `skip-containers` count.
+pub fn object_opt_out() -> Settings {
+    Settings {
+        object_opt_out: true,
+        ..Settings::default()
+    }
+}
+
+/// Mutate with the acme snapshot and `--object-opt-out`.
+pub fn mutate_opting_out(obj: &Value) -> (Value, Decision) {
+    mutate_with(obj, &snapshot(), &object_opt_out())
 }
 
 /// The patch as JSON text (for checking pointer escaping and minimality).

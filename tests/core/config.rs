@@ -19,13 +19,15 @@ fn with(key: &str, value: &str) -> BTreeMap<String, String> {
 }
 
 fn problems(d: &BTreeMap<String, String>) -> Vec<ConfigProblem> {
-    WorkloadIdentityConfig::from_data(d).expect_err("config must be invalid")
+    WorkloadIdentityConfig::from_data(d, &allowed()).expect_err("config must be invalid")
 }
 
+/// The problem of an invalid value (kept cut, as it is quoted).
 fn invalid(key: &str, value: &str, rule: Rule) -> ConfigProblem {
     ConfigProblem::Invalid {
         key: key.to_owned(),
-        value: value.to_owned(),
+        value: carto_wi_webhook::limits::cut(value, carto_wi_webhook::limits::MAX_QUOTED_VALUE)
+            .into_owned(),
         rule,
         example: keys::example(key),
     }
@@ -63,7 +65,7 @@ fn project_ids() {
         assert_eq!(rules::check(keys::BILLING_PROJECT, v), None, "{v}");
         assert_eq!(rules::check(keys::GKE_CLUSTER_PROJECT, v), None, "{v}");
         assert!(
-            WorkloadIdentityConfig::from_data(&with(BILLING_PROJECT, v)).is_ok(),
+            WorkloadIdentityConfig::from_data(&with(BILLING_PROJECT, v), &allowed()).is_ok(),
             "{v}"
         );
     }
@@ -112,7 +114,9 @@ fn gke_cluster_project_follows_the_project_rule() {
         problems(&with(GKE_PROJECT, "")),
         vec![invalid(GKE_PROJECT, "", Rule::ProjectId)]
     );
-    let c = WorkloadIdentityConfig::from_data(&with(GKE_PROJECT, "example.com:acme-gke")).unwrap();
+    let c =
+        WorkloadIdentityConfig::from_data(&with(GKE_PROJECT, "example.com:acme-gke"), &allowed())
+            .unwrap();
     assert_eq!(
         c.gke_cluster_project.as_deref(),
         Some("example.com:acme-gke")
@@ -191,7 +195,7 @@ fn service_account_emails() {
 fn owner_ids() {
     let max = "o".repeat(255);
     for v in [OWNER_V, "google-oauth2|1234", "x|y", max.as_str()] {
-        let c = WorkloadIdentityConfig::from_data(&with(OWNER_ID, v)).unwrap();
+        let c = WorkloadIdentityConfig::from_data(&with(OWNER_ID, v), &allowed()).unwrap();
         assert_eq!(c.connection_owner_id, v);
         assert!(
             !c.warnings
@@ -214,7 +218,7 @@ fn owner_ids() {
 #[test]
 fn owner_id_without_provider_is_only_a_warning() {
     for v in ["3idsj230990sj4wsddd10", "|abc", "auth0|", "a|b|c"] {
-        let c = WorkloadIdentityConfig::from_data(&with(OWNER_ID, v))
+        let c = WorkloadIdentityConfig::from_data(&with(OWNER_ID, v), &allowed())
             .unwrap_or_else(|p| panic!("{v:?} must be accepted: {p:?}"));
         assert_eq!(
             c.warnings[0],
@@ -254,8 +258,11 @@ fn whitespace_is_never_trimmed() {
         vec![invalid(BILLING_PROJECT, "  ", Rule::ProjectId)]
     );
     // Pass-through values are kept exactly as written, spaces included.
-    let c =
-        WorkloadIdentityConfig::from_data(&with("WORKSPACE_SYNC_DATA_ENABLED", " true ")).unwrap();
+    let c = WorkloadIdentityConfig::from_data(
+        &with("WORKSPACE_SYNC_DATA_ENABLED", " true "),
+        &allowed(),
+    )
+    .unwrap();
     assert_eq!(c.env_value("WORKSPACE_SYNC_DATA_ENABLED"), Some(" true "));
 }
 
@@ -407,7 +414,7 @@ fn extra_workspace_keys_pass_through_sorted() {
     d.insert("WORKSPACE_SYNC_DATA_ENABLED".into(), "true".into());
     d.insert("WORKSPACE_A_FIRST".into(), "1".into());
     d.insert(GKE_PROJECT.into(), "acme-gke".into());
-    let c = WorkloadIdentityConfig::from_data(&d).unwrap();
+    let c = WorkloadIdentityConfig::from_data(&d, &allowed()).unwrap();
     assert_eq!(
         c.extra,
         vec![
@@ -464,7 +471,9 @@ fn config_hash_is_12_hex_stable_and_sensitive() {
         reversed.insert(k, v);
     }
     assert_eq!(
-        WorkloadIdentityConfig::from_data(&reversed).unwrap().hash,
+        WorkloadIdentityConfig::from_data(&reversed, &allowed())
+            .unwrap()
+            .hash,
         base.hash
     );
     assert_eq!(fingerprint(&acme_data()), base.hash);
@@ -482,7 +491,9 @@ fn config_hash_is_12_hex_stable_and_sensitive() {
     ];
     let mut seen = vec![base.hash.clone()];
     for v in &variants {
-        let h = WorkloadIdentityConfig::from_data(v).unwrap().hash;
+        let h = WorkloadIdentityConfig::from_data(v, &allowed())
+            .unwrap()
+            .hash;
         assert!(!seen.contains(&h), "{h} repeats");
         seen.push(h);
     }
@@ -501,7 +512,7 @@ fn config_hash_is_12_hex_stable_and_sensitive() {
 fn iam_binding_with_cluster_project() {
     let mut d = acme_data();
     d.insert(GKE_PROJECT.into(), "acme-gke-host".into());
-    let c = WorkloadIdentityConfig::from_data(&d).unwrap();
+    let c = WorkloadIdentityConfig::from_data(&d, &allowed()).unwrap();
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     assert_eq!(c.cluster_project(), "acme-gke-host");
     assert_eq!(
@@ -536,16 +547,22 @@ fn iam_binding_without_cluster_project_assumes_billing_and_warns() {
 #[test]
 fn config_map_objects() {
     let cm = |data: serde_json::Value| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "carto-workload-identity"}, "data": data});
-    let ok = config_from_object(&cm(json!({
-        WORKFLOWS_TEMP: TEMP_V, BILLING_PROJECT: BILLING_V, SA_EMAIL: EMAIL_V, OWNER_ID: OWNER_V
-    })))
+    let ok = config_from_object(
+        &cm(json!({
+            WORKFLOWS_TEMP: TEMP_V, BILLING_PROJECT: BILLING_V, SA_EMAIL: EMAIL_V, OWNER_ID: OWNER_V
+        })),
+        &allowed(),
+    )
     .unwrap();
     assert_eq!(ok, acme());
     // Non-string values are named, and rule problems of the other values still reported.
-    let e = config_from_object(&cm(json!({
-        WORKFLOWS_TEMP: TEMP_V, BILLING_PROJECT: 123456, SA_EMAIL: "bad", OWNER_ID: OWNER_V,
-        "WORKSPACE_SYNC_DATA_ENABLED": true
-    })))
+    let e = config_from_object(
+        &cm(json!({
+            WORKFLOWS_TEMP: TEMP_V, BILLING_PROJECT: 123456, SA_EMAIL: "bad", OWNER_ID: OWNER_V,
+            "WORKSPACE_SYNC_DATA_ENABLED": true
+        })),
+        &allowed(),
+    )
     .unwrap_err();
     assert_eq!(
         e,
@@ -560,17 +577,22 @@ fn config_map_objects() {
         ]
     );
     assert_eq!(
-        config_from_object(&json!({"kind": "Secret", "data": {}})).unwrap_err(),
+        config_from_object(&json!({"kind": "Secret", "data": {}}), &allowed()).unwrap_err(),
         vec![ConfigProblem::Malformed(
             "expected kind ConfigMap, found Secret".into()
         )]
     );
     assert!(matches!(
-        config_from_object(&cm(json!(["a"]))).unwrap_err()[0],
+        config_from_object(&cm(json!(["a"])), &allowed()).unwrap_err()[0],
         ConfigProblem::Malformed(_)
     ));
     // No data at all: the four keys are missing.
-    assert_eq!(config_from_object(&cm(json!(null))).unwrap_err().len(), 4);
+    assert_eq!(
+        config_from_object(&cm(json!(null)), &allowed())
+            .unwrap_err()
+            .len(),
+        4
+    );
 }
 
 #[test]
@@ -580,7 +602,7 @@ fn env_file_parsing() {
     assert_eq!(d[SA_EMAIL], EMAIL_V);
     assert_eq!(d[BILLING_PROJECT], BILLING_V);
     assert_eq!(d["WORKSPACE_SYNC_DATA_ENABLED"], "true");
-    let c = WorkloadIdentityConfig::from_data(&d).unwrap();
+    let c = WorkloadIdentityConfig::from_data(&d, &allowed()).unwrap();
     assert_eq!(c.extra.len(), 1);
     // CRLF files work, and a value's inner spaces are kept; surrounding ones are an error later.
     let crlf = format!("{WORKFLOWS_TEMP}={TEMP_V}\r\n{BILLING_PROJECT}={BILLING_V} \r\n");
@@ -605,7 +627,10 @@ fn resolution_namespace_replaces_default_whole() {
     snap.set_namespace("team", ConfigEntry::from_result(Ok(ns_cfg.clone())));
     snap.set_namespace(
         "broken",
-        ConfigEntry::from_result(WorkloadIdentityConfig::from_data(&BTreeMap::new())),
+        ConfigEntry::from_result(WorkloadIdentityConfig::from_data(
+            &BTreeMap::new(),
+            &allowed(),
+        )),
     );
     match snap.resolve("carto") {
         Resolved::Config(c, ConfigOrigin::Default) => assert_eq!(*c, acme()),
@@ -645,7 +670,9 @@ fn pass_through_keys_must_be_env_var_names() {
         (&long, None, "\"WORKSPACE_a ba ba"),
     ];
     for (key, suggestion, quoted) in cases {
-        let p = problems(&with(key, "1"));
+        let mut p = problems(&with(key, "1"));
+        // The 300 KB key is past the data cap too.
+        p.retain(|p| !matches!(p, ConfigProblem::DataTooLarge { .. }));
         assert_eq!(
             p,
             vec![ConfigProblem::InvalidPassThroughKey {
@@ -679,7 +706,7 @@ fn pass_through_keys_must_be_env_var_names() {
         [ConfigProblem::UnknownKey { suggestion: Some(s), .. }] if s == "WORKSPACE_SYNC"
     ));
     for ok in ["WORKSPACE_A", "WORKSPACE_9", "WORKSPACE_A_1__B"] {
-        let c = WorkloadIdentityConfig::from_data(&with(ok, "x")).unwrap();
+        let c = WorkloadIdentityConfig::from_data(&with(ok, "x"), &allowed()).unwrap();
         assert_eq!(c.env_value(ok), Some("x"));
     }
 }
@@ -755,7 +782,7 @@ fn values_are_free_of_control_and_invisible_characters() {
     );
     // Visible non-ASCII and spaces in pass-through values are fine.
     for v in ["été", " true ", "a\u{a0}b", "日本"] {
-        let c = WorkloadIdentityConfig::from_data(&with(pass_through, v)).unwrap();
+        let c = WorkloadIdentityConfig::from_data(&with(pass_through, v), &allowed()).unwrap();
         assert_eq!(c.env_value(pass_through), Some(v));
     }
 }
@@ -768,17 +795,22 @@ fn did_you_mean_skips_absurd_keys_and_is_bounded() {
     let huge = "G".repeat(2_000_000);
     assert!(matches!(
         &problems(&with(&huge, "x"))[..],
-        [ConfigProblem::UnknownKey {
-            suggestion: None,
-            ..
-        }]
+        [
+            ConfigProblem::DataTooLarge { .. },
+            ConfigProblem::UnknownKey {
+                suggestion: None,
+                ..
+            }
+        ]
     ));
     // Many unknown keys: suggestions for the first 20 only.
     let mut d = acme_data();
     for i in 0..1000 {
         d.insert(format!("GKE_CLUSTER_PROJEC{i:04}"), "x".into());
     }
-    let p = problems(&d);
+    let mut p = problems(&d);
+    // 23 KB of keys: past the data cap too.
+    assert!(matches!(p.remove(0), ConfigProblem::DataTooLarge { .. }));
     assert_eq!(p.len(), 1000);
     let suggested = p
         .iter()
@@ -802,7 +834,7 @@ fn two_config_maps_of_that_name_in_one_file_are_an_error() {
     let name = "carto-workload-identity";
     let other = CM_A.replace(name, "something-else");
     let two = format!("{CM_A}---\n{other}---\n{CM_A}");
-    let e = load_config_map(&two, name).unwrap_err();
+    let e = load_config_map(&two, name, &allowed()).unwrap_err();
     assert!(
         e.contains("2 ConfigMaps named \"carto-workload-identity\""),
         "{e}"
@@ -818,19 +850,22 @@ fn two_config_maps_of_that_name_in_one_file_are_an_error() {
         &item[1..],
         &item[1..]
     );
-    let e = load_config_map(&list, name).unwrap_err();
+    let e = load_config_map(&list, name, &allowed()).unwrap_err();
     assert!(
         e.contains("item 1 of the List at line 1 and item 2 of the List at line 1"),
         "{e}"
     );
     // A List and a document.
-    let e = load_config_map(&format!("{list}---\n{CM_A}"), name).unwrap_err();
+    let e = load_config_map(&format!("{list}---\n{CM_A}"), name, &allowed()).unwrap_err();
     assert!(e.contains("3 ConfigMaps named"), "{e}");
     // One of that name among others is still picked; one alone is taken whatever its name.
-    let picked = load_config_map(&format!("{other}---\n{CM_A}"), name).unwrap();
+    let picked = load_config_map(&format!("{other}---\n{CM_A}"), name, &allowed()).unwrap();
     assert_eq!(picked.name.as_deref(), Some(name));
     assert_eq!(
-        load_config_map(&other, name).unwrap().name.as_deref(),
+        load_config_map(&other, name, &allowed())
+            .unwrap()
+            .name
+            .as_deref(),
         Some("something-else")
     );
 }
@@ -838,12 +873,17 @@ fn two_config_maps_of_that_name_in_one_file_are_an_error() {
 #[test]
 fn yaml_limit_errors_say_which_limit_and_which_line() {
     let deep = format!("{CM_A}  X: {}1{}\n", "[".repeat(100), "]".repeat(100));
-    let e = load_config_map(&format!("a: 1\n---\n{deep}"), "carto-workload-identity").unwrap_err();
+    let e = load_config_map(
+        &format!("a: 1\n---\n{deep}"),
+        "carto-workload-identity",
+        &allowed(),
+    )
+    .unwrap_err();
     assert!(e.contains("nested deeper than 64 levels"), "{e}");
     assert!(e.contains("at line 9,"), "{e}");
     assert!(!e.contains("budget"), "{e}");
     let nodes = format!("{CM_A}  X: [{}]\n", "1,".repeat(300_000));
-    let e = load_config_map(&nodes, "carto-workload-identity").unwrap_err();
+    let e = load_config_map(&nodes, "carto-workload-identity", &allowed()).unwrap_err();
     assert!(e.contains("more than 250,000 YAML nodes"), "{e}");
     assert!(e.contains("at line 7,"), "{e}");
     assert!(e.len() < 300, "{e}");

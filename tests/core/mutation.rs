@@ -456,7 +456,7 @@ fn skip_containers_on_the_deployment() {
         ],
     );
     dep["metadata"]["annotations"] = json!({SKIP: "istio-proxy, log"});
-    let (out, d) = mutate_default(&dep);
+    let (out, d) = mutate_opting_out(&dep);
     assert_eq!(env_of(&out, "containers", 0), json!(acme_entries()));
     assert_eq!(env_of(&out, "containers", 1), Value::Null);
     assert_eq!(env_of(&out, "containers", 2), Value::Null);
@@ -471,7 +471,7 @@ fn skip_containers_on_the_pod_template_and_unknown_name_warns() {
         vec![container("app", None), container("sidecar", None)],
     );
     dep["spec"]["template"]["metadata"]["annotations"][SKIP] = json!("sidecar,no-such-container");
-    let (out, d) = mutate_default(&dep);
+    let (out, d) = mutate_opting_out(&dep);
     assert_eq!(env_of(&out, "containers", 0), json!(acme_entries()));
     assert_eq!(env_of(&out, "containers", 1), Value::Null);
     assert_eq!(d.warnings.len(), 1, "{:?}", d.warnings);
@@ -491,7 +491,7 @@ fn skip_containers_on_the_pod_template_and_unknown_name_warns() {
 fn skipping_every_container_still_stamps_the_hash() {
     let mut dep = deployment("x", SA, vec![container("app", None)]);
     dep["metadata"]["annotations"] = json!({SKIP: "app"});
-    let (out, _) = mutate_default(&dep);
+    let (out, _) = mutate_opting_out(&dep);
     assert_eq!(out, stamped(dep));
 }
 
@@ -526,7 +526,7 @@ fn init_containers_off_by_default() {
 fn init_containers_with_the_setting() {
     let s = Settings {
         include_init_containers: true,
-        ..settings()
+        ..object_opt_out()
     };
     let dep = with_init();
     let (out, _) = mutate_with(&dep, &snapshot(), &s);
@@ -606,27 +606,55 @@ fn opt_out_label_on_the_object() {
     let mut dep = deployment("x", SA, vec![container("app", None)]);
     dep["metadata"]["labels"] = json!({INJECT: "false"});
     assert_eq!(
-        admission::review(Webhook::Mutate, &req(&dep), &snapshot(), &settings()).patch,
+        admission::review(Webhook::Mutate, &req(&dep), &snapshot(), &object_opt_out()).patch,
         None
     );
     dep["metadata"]["labels"] = json!({INJECT: "False"});
     assert_eq!(
-        admission::review(Webhook::Mutate, &req(&dep), &snapshot(), &settings()).patch,
+        admission::review(Webhook::Mutate, &req(&dep), &snapshot(), &object_opt_out()).patch,
         None
     );
     let mut sa = service_account(SA, None);
     sa["metadata"]["labels"] = json!({INJECT: "false"});
     assert_eq!(
-        admission::review(Webhook::Mutate, &req(&sa), &snapshot(), &settings()).patch,
+        admission::review(Webhook::Mutate, &req(&sa), &snapshot(), &object_opt_out()).patch,
         None
     );
     // Any other value is not an opt-out.
     dep["metadata"]["labels"] = json!({INJECT: "true"});
     assert!(
-        admission::review(Webhook::Mutate, &req(&dep), &snapshot(), &settings())
+        admission::review(Webhook::Mutate, &req(&dep), &snapshot(), &object_opt_out())
             .patch
             .is_some()
     );
+}
+
+#[test]
+fn object_opt_outs_are_ignored_without_the_flag() {
+    // Whoever may edit a Deployment cannot escape enforcement: the label and skip-containers
+    // are ignored (with a warning naming them) unless the platform allows object opt-out.
+    let mut dep = deployment(
+        "x",
+        SA,
+        vec![container("app", None), container("sidecar", None)],
+    );
+    dep["metadata"]["labels"] = json!({INJECT: "false"});
+    dep["metadata"]["annotations"] = json!({SKIP: "app,sidecar"});
+    let (out, d) = mutate_default(&dep);
+    assert_eq!(env_of(&out, "containers", 0), json!(acme_entries()));
+    assert_eq!(env_of(&out, "containers", 1), json!(acme_entries()));
+    assert_eq!(d.warnings.len(), 2, "{:?}", d.warnings);
+    assert!(d.warnings[0].contains(INJECT) && d.warnings[0].contains("--object-opt-out"));
+    assert!(d.warnings[1].contains(SKIP) && d.warnings[1].contains("ignored"));
+    let mut sa = service_account(SA, None);
+    sa["metadata"]["labels"] = json!({INJECT: "false"});
+    let d = admission::review(Webhook::Mutate, &req(&sa), &snapshot(), &settings());
+    assert!(d.patch.is_some());
+    assert!(d.warnings[0].contains(INJECT), "{:?}", d.warnings);
+    // Validation holds them to the config too.
+    let v = admission::review(Webhook::Validate, &req(&dep), &snapshot(), &settings());
+    assert!(!v.allowed(), "{:?}", v.warnings);
+    assert_eq!(v.violation_count(), 2, "{:?}", v.violations);
 }
 
 #[test]
@@ -814,7 +842,7 @@ fn no_config_allows_unpatched_with_a_warning() {
 
 #[test]
 fn broken_config_allows_unpatched_with_a_warning() {
-    let broken = WorkloadIdentityConfig::from_data(&data(&[(BILLING_PROJECT, "X")]));
+    let broken = WorkloadIdentityConfig::from_data(&data(&[(BILLING_PROJECT, "X")]), &allowed());
     let snap = ConfigSnapshot::with_default(ConfigEntry::from_result(broken));
     let d = admission::review(
         Webhook::Mutate,

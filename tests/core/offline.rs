@@ -13,6 +13,7 @@ use crate::common::*;
 fn valid() -> ConfigEntry {
     ConfigEntry::from_result(config_from_object(
         &fixture_objects("configmap-valid.yaml")[0],
+        &allowed(),
     ))
 }
 
@@ -20,11 +21,23 @@ fn review(input: &str) -> offline::ReviewReport {
     review_stream(input, valid(), &settings(), "default", OutputFormat::Yaml)
 }
 
+static ALLOWED: std::sync::LazyLock<carto_wi_webhook::config::ExtraEnvAllowlist> =
+    std::sync::LazyLock::new(allowed);
+
+/// What `check` runs against: `namespace`, `service_account`, the tests' allowlist.
+fn cx<'a>(namespace: Option<&'a str>, service_account: &'a str) -> offline::CheckContext<'a> {
+    offline::CheckContext {
+        namespace,
+        service_account,
+        allowed: &ALLOWED,
+    }
+}
+
 const BINDING: &str = "gcloud iam service-accounts add-iam-policy-binding carto-wi@acme-analytics.iam.gserviceaccount.com --role roles/iam.workloadIdentityUser --member \"serviceAccount:acme-gke-prod.svc.id.goog[carto/carto-common-backend]\"";
 
 #[test]
 fn check_valid_config_map_prints_the_binding() {
-    let r = check_config_map(&fixture("configmap-valid.yaml"), None, SA);
+    let r = check_config_map(&fixture("configmap-valid.yaml"), cx(None, SA));
     assert!(r.ok, "{}", r.text);
     assert!(r.text.contains("is valid (config-hash "), "{}", r.text);
     assert!(r.text.contains(BINDING), "{}", r.text);
@@ -34,13 +47,13 @@ fn check_valid_config_map_prints_the_binding() {
         assert!(r.text.contains(&format!("{k}={v}")), "{}", r.text);
     }
     // --namespace and --service-account win.
-    let r = check_config_map(&fixture("configmap-valid.yaml"), Some("prod"), "my-sa");
+    let r = check_config_map(&fixture("configmap-valid.yaml"), cx(Some("prod"), "my-sa"));
     assert!(r.text.contains("svc.id.goog[prod/my-sa]"), "{}", r.text);
 }
 
 #[test]
 fn check_invalid_config_map_names_every_problem() {
-    let r = check_config_map(&fixture("configmap-invalid.yaml"), None, SA);
+    let r = check_config_map(&fixture("configmap-invalid.yaml"), cx(None, SA));
     assert!(!r.ok);
     assert!(r.text.contains("is invalid (4 problems)"), "{}", r.text);
     assert!(
@@ -71,7 +84,7 @@ fn check_invalid_config_map_names_every_problem() {
 
 #[test]
 fn check_env_file_without_namespace_uses_a_placeholder() {
-    let r = check_env_file(&fixture("config.env"), None, SA);
+    let r = check_env_file(&fixture("config.env"), cx(None, SA));
     assert!(r.ok, "{}", r.text);
     assert!(
         r.text.contains("warning: GKE_CLUSTER_PROJECT not set"),
@@ -92,8 +105,7 @@ fn check_env_file_without_namespace_uses_a_placeholder() {
     );
     let bad = check_env_file(
         "WORKSPACE_WORKLOAD_IDENTITY_BILLING_PROJECT=x\nnot a pair\n",
-        Some("carto"),
-        SA,
+        cx(Some("carto"), SA),
     );
     assert!(!bad.ok);
     assert!(bad.text.contains("line 2"), "{}", bad.text);
@@ -118,7 +130,7 @@ fn check_what_new_users_feed_it() {
         ),
     ];
     for (input, want) in cases {
-        let r = check_config_map(input, None, SA);
+        let r = check_config_map(input, cx(None, SA));
         assert!(!r.ok, "{input:?}");
         assert!(r.text.contains(want), "{input:?}: {}", r.text);
     }
@@ -127,7 +139,7 @@ fn check_what_new_users_feed_it() {
 #[test]
 fn check_accepts_crlf_and_a_kubectl_list() {
     let crlf = fixture("configmap-valid.yaml").replace('\n', "\r\n");
-    let r = check_config_map(&crlf, None, SA);
+    let r = check_config_map(&crlf, cx(None, SA));
     assert!(r.ok, "{}", r.text);
     assert!(r.text.contains(BINDING), "{}", r.text);
     // `kubectl get configmap -l ... -o yaml` gives a List.
@@ -144,7 +156,7 @@ fn check_accepts_crlf_and_a_kubectl_list() {
             })
             .collect::<String>()
     );
-    let r = check_config_map(&list, None, SA);
+    let r = check_config_map(&list, cx(None, SA));
     assert!(r.ok, "{}", r.text);
     assert!(r.text.contains(BINDING), "{}", r.text);
 }

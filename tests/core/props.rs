@@ -103,6 +103,7 @@ struct Case {
     template_meta_absent: bool,
     include_init: bool,
     extra_key: bool,
+    object_opt_out: bool,
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -111,6 +112,7 @@ fn case() -> impl Strategy<Value = Case> {
         prop::collection::vec(env_field(), 0..3),
         prop::collection::vec(any::<bool>(), 7),
         annotations(),
+        any::<bool>(),
         any::<bool>(),
         any::<bool>(),
         any::<bool>(),
@@ -124,6 +126,7 @@ fn case() -> impl Strategy<Value = Case> {
                 template_meta_absent,
                 include_init,
                 extra_key,
+                object_opt_out,
             )| Case {
                 containers,
                 inits,
@@ -132,6 +135,7 @@ fn case() -> impl Strategy<Value = Case> {
                 template_meta_absent,
                 include_init,
                 extra_key,
+                object_opt_out,
             },
         )
 }
@@ -172,7 +176,42 @@ fn build(c: &Case) -> (Value, Vec<String>) {
     if !skipped.is_empty() {
         dep["metadata"]["annotations"] = json!({SKIP: skipped.join(",")});
     }
-    (dep, skipped)
+    // Without --object-opt-out the list is ignored: every container is managed.
+    let in_effect = if c.object_opt_out {
+        skipped
+    } else {
+        Vec::new()
+    };
+    (dep, in_effect)
+}
+
+/// The settings of a case.
+fn case_settings(c: &Case) -> Settings {
+    Settings {
+        include_init_containers: c.include_init,
+        object_opt_out: c.object_opt_out,
+        ..settings_allowing_extras()
+    }
+}
+
+/// Does a managed container set the extra variable by `valueFrom` (kept by mutation, refused by
+/// validation)?
+fn extra_by_reference(dep: &Value, c: &Case, skipped: &[String]) -> bool {
+    let pod = &dep["spec"]["template"]["spec"];
+    let fields: &[&str] = if c.include_init {
+        &["containers", "initContainers"]
+    } else {
+        &["containers"]
+    };
+    c.extra_key
+        && fields
+            .iter()
+            .filter_map(|f| pod[*f].as_array())
+            .flatten()
+            .filter(|k| !skipped.iter().any(|s| k["name"] == s.as_str()))
+            .filter_map(|k| k["env"].as_array())
+            .flatten()
+            .any(|e| e["name"] == EXTRA && e.get("valueFrom").is_some())
 }
 
 fn managed(c: &Case) -> Vec<(&'static str, &'static str)> {
@@ -193,11 +232,13 @@ fn check_container(before: &Value, after: &Value, managed: &[(&str, &str)], inje
         .as_array()
         .expect("managed container has an env list");
     let is_managed = |e: &Value| managed.iter().any(|(k, _)| e["name"] == *k);
-    // Every managed variable is present, and every occurrence has exactly our value.
+    // An extra variable set by a reference is never replaced.
+    let kept = |e: &Value| e["name"] == EXTRA && e.get("valueFrom").is_some();
+    // Every managed variable is present, and every other occurrence has exactly our value.
     for (k, v) in managed {
         let occ: Vec<&Value> = after_env.iter().filter(|e| e["name"] == *k).collect();
         assert!(!occ.is_empty(), "{k} missing");
-        for e in occ {
+        for e in occ.into_iter().filter(|e| !kept(e)) {
             assert_eq!(e["value"], json!(v), "{k}");
             assert!(
                 e.get("valueFrom").is_none_or(Value::is_null),
@@ -208,7 +249,9 @@ fn check_container(before: &Value, after: &Value, managed: &[(&str, &str)], inje
     // Entries that are not ours are untouched and keep their order; ours stay in place.
     assert!(after_env.len() >= before_env.len());
     for (i, b) in before_env.iter().enumerate() {
-        if is_managed(b) {
+        if kept(b) {
+            assert_eq!(&after_env[i], b, "a reference was replaced");
+        } else if is_managed(b) {
             assert_eq!(after_env[i]["name"], b["name"], "managed entry moved");
         } else {
             assert_eq!(&after_env[i], b, "foreign entry changed");
@@ -244,7 +287,7 @@ proptest! {
         }
         let cfg = config_of(&pairs);
         let snap = snapshot_of(cfg.clone());
-        let s = Settings { include_init_containers: c.include_init, ..settings() };
+        let s = case_settings(&c);
         // mutate_with applies the patch (panicking if it does not apply) and checks the second pass.
         let (out, d) = mutate_with(&dep, &snap, &s);
         prop_assert!(d.patch.is_some() || dep == out);
@@ -263,13 +306,20 @@ proptest! {
         // The hash is stamped, and every other template annotation is kept as it was.
         let ann = out["spec"]["template"]["metadata"]["annotations"].as_object().expect("annotations");
         prop_assert_eq!(&ann[HASH], &json!(cfg.hash));
+        // The extra variable is recorded as managed only when it is configured.
+        let recorded = ann.get(MANAGED);
+        if let Some(v) = recorded {
+            prop_assert!(c.extra_key);
+            prop_assert_eq!(v, &json!(EXTRA));
+        }
         if let Some(Some(before)) = &c.template_annotations && !c.template_meta_absent {
             for (k, v) in before {
                 if k != HASH {
                     prop_assert_eq!(&ann[k], &json!(v));
                 }
             }
-            prop_assert_eq!(ann.len(), before.len() + usize::from(!before.contains_key(HASH)));
+            let added = usize::from(!before.contains_key(HASH)) + usize::from(recorded.is_some());
+            prop_assert_eq!(ann.len(), before.len() + added);
         }
         // Outside the pod template's env lists and annotations, nothing changed.
         let mut a = dep.clone();
@@ -316,16 +366,22 @@ proptest! {
 
     #[test]
     fn validation_accepts_what_mutation_produces(c in case()) {
-        let (dep, _) = build(&c);
+        let (dep, skipped) = build(&c);
         let mut pairs = acme_env();
         if c.extra_key {
             pairs.push((EXTRA, "true"));
         }
         let snap = snapshot_of(config_of(&pairs));
-        let s = Settings { include_init_containers: c.include_init, ..settings() };
+        let s = case_settings(&c);
         let (out, _) = mutate_with(&dep, &snap, &s);
         let v = admission::review(Webhook::Validate, &req(&out), &snap, &s);
-        prop_assert!(v.allowed(), "{:?}", v.denial.map(|d| d.to_string()));
-        prop_assert!(v.violations.is_empty());
+        if extra_by_reference(&dep, &c, &skipped) {
+            // What mutation leaves (a reference it never replaces), validation refuses, alone.
+            prop_assert!(!v.allowed());
+            prop_assert!(v.violations.iter().all(|x| x.to_string().contains("never replaces a reference")), "{:?}", v.violations);
+        } else {
+            prop_assert!(v.allowed(), "{:?}", v.denial.map(|d| d.to_string()));
+            prop_assert!(v.violations.is_empty());
+        }
     }
 }

@@ -52,7 +52,8 @@ fn all_settings() -> Vec<Settings> {
 
 /// The acme default, no config, a broken default, and the acme default with `carto` opted out.
 fn all_snapshots() -> Vec<ConfigSnapshot> {
-    let broken = ConfigEntry::from_result(WorkloadIdentityConfig::from_data(&data(&[])));
+    let broken =
+        ConfigEntry::from_result(WorkloadIdentityConfig::from_data(&data(&[]), &allowed()));
     let mut opted = snapshot();
     opted.set_opted_out(NS, true);
     vec![
@@ -563,19 +564,22 @@ fn config_from_the_view_matches_the_json_reading() {
             Ok(v) => v,
             Err(_) => carto_wi_webhook::yaml::parse(std::str::from_utf8(text).unwrap()).unwrap(),
         };
-        let expected = reference::config::config_from_object(&value);
+        let expected = reference::config::config_from_object(&value, &allowed());
         let view = Object::from_value(&value).expect("an object");
         assert_eq!(
-            view.config_map_shape(view.kind.str()).config(),
+            view.config_map_shape(view.kind.str()).config(&allowed()),
             expected,
             "{value}"
         );
         // Parsed from the text too (the JSON ones), borrowing from it.
         if let Ok(o) = Object::from_slice(text) {
-            assert_eq!(o.config_map_shape(o.kind.str()).config(), expected);
+            assert_eq!(
+                o.config_map_shape(o.kind.str()).config(&allowed()),
+                expected
+            );
         }
         assert_eq!(
-            carto_wi_webhook::config::config_from_object(&value),
+            carto_wi_webhook::config::config_from_object(&value, &allowed()),
             expected
         );
     }

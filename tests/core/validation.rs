@@ -319,11 +319,18 @@ fn skipped_and_init_containers_are_not_checked_unless_managed() {
         Some(json!([env_var(BILLING_PROJECT, "x")]))
     )]);
     dep["metadata"]["annotations"] = json!({SKIP: "sidecar"});
-    let d = validate(&dep);
+    // Without --object-opt-out the skip list is ignored: the sidecar is checked.
+    assert!(!validate(&dep).allowed());
+    let d = admission::review(
+        Webhook::Validate,
+        &req(&dep),
+        &snapshot(),
+        &object_opt_out(),
+    );
     assert!(d.allowed() && d.violations.is_empty(), "{:?}", d.violations);
     let s = Settings {
         include_init_containers: true,
-        ..settings()
+        ..object_opt_out()
     };
     let d = admission::review(Webhook::Validate, &req(&dep), &snapshot(), &s);
     assert!(
@@ -345,8 +352,15 @@ fn non_target_deployments_are_not_checked() {
     assert!(validate(&dep).violations.is_empty());
     let mut opted = dep_with_env(json!(env));
     opted["metadata"]["labels"] = json!({INJECT: "false"});
-    let d = validate(&opted);
+    let d = admission::review(
+        Webhook::Validate,
+        &req(&opted),
+        &snapshot(),
+        &object_opt_out(),
+    );
     assert!(d.allowed() && d.violations.is_empty());
+    // Without --object-opt-out the label does not exempt it.
+    assert!(!validate(&opted).allowed());
     let s = Settings {
         deployments: vec!["only-this".into()],
         ..settings()
@@ -435,7 +449,7 @@ fn no_config_with_require_config_denies() {
 
 #[test]
 fn broken_config_warns_or_denies_with_require_config() {
-    let broken = WorkloadIdentityConfig::from_data(&data(&[(BILLING_PROJECT, "X")]));
+    let broken = WorkloadIdentityConfig::from_data(&data(&[(BILLING_PROJECT, "X")]), &allowed());
     let snap = ConfigSnapshot::with_default(ConfigEntry::from_result(broken));
     let dep = dep_with_env(json!(acme_entries()));
     let d = admission::review(Webhook::Validate, &req(&dep), &snap, &settings());

@@ -1,7 +1,10 @@
 //! The Helm chart (charts/carto-wi-webhook) against the e2e control plane: lint, the values
 //! schema, every main rendering accepted by the real API server, the chart's RBAC equal to
-//! examples/rbac.yaml, a security scan, the README's values table, and the chart's own objects
-//! running the webhook that injects a plain CARTO install.
+//! examples/rbac.yaml, a security scan, the README's values table, the chart's own objects
+//! (its admission policy included) running the webhook that injects a plain CARTO install,
+//! validates the cluster default ConfigMap and never holds the release's own objects, and
+//! installs, upgrades and uninstalls with the webhook down. Every rendering is made by both Helm
+//! majors and must be the same; lint, NOTES and the install cycle run with each.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -23,7 +26,7 @@ const VALUES: &str = include_str!("../../charts/carto-wi-webhook/values.yaml");
 const CRD_KINDS: [&str; 3] = ["Certificate", "Issuer", "ServiceMonitor"];
 
 /// The acme configuration as chart values (the same values as the other scenarios).
-const ACME_VALUES: [&str; 10] = [
+pub(super) const ACME_VALUES: [&str; 10] = [
     "--set",
     "config.create=true",
     "--set",
@@ -36,33 +39,60 @@ const ACME_VALUES: [&str; 10] = [
     "config.connectionOwnerId=auth0|3idsj230990sj4wsddd10",
 ];
 
-fn chart_dir() -> PathBuf {
+/// The admission port the chart renders unless `webhook.port` says otherwise.
+const DEFAULT_PORT: u64 = 10250;
+
+/// One Helm major: its binary in the control-plane bin dir (tests/controlplane/build.sh).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Helm {
+    pub(super) bin: &'static str,
+    pub(super) major: &'static str,
+}
+
+/// The majors the chart supports, the current one first.
+pub(super) const HELMS: [Helm; 2] = [
+    Helm {
+        bin: "helm",
+        major: "Helm 4",
+    },
+    Helm {
+        bin: "helm3",
+        major: "Helm 3",
+    },
+];
+
+pub(super) fn chart_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/carto-wi-webhook")
 }
 
 /// Run helm (from the control-plane build) with its state kept under the run's folder.
-fn helm(cp: &ControlPlane, args: &[&str]) -> Output {
-    helm_command(cp, args).output().expect("run helm")
-}
-
-fn helm_command(cp: &ControlPlane, args: &[&str]) -> Command {
-    let home = cp.dir.join("helm-home");
-    let mut cmd = Command::new(cp.bin.join("helm"));
+pub(super) fn helm(cp: &ControlPlane, h: Helm, args: &[&str]) -> Output {
+    let home = cp.dir.join(format!("{}-home", h.bin));
+    let mut cmd = Command::new(cp.bin.join(h.bin));
     cmd.args(args)
         .env("HELM_CACHE_HOME", home.join("cache"))
         .env("HELM_CONFIG_HOME", home.join("config"))
         .env("HELM_DATA_HOME", home.join("data"))
         .env("KUBECONFIG", &cp.kubeconfig)
         .stdin(Stdio::null());
-    cmd
+    for v in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"] {
+        cmd.env_remove(v);
+    }
+    cmd.output().expect("run helm")
 }
 
-/// `helm template RELEASE chart -n NS ARGS...`: the rendered stream, or helm's error.
-fn template(cp: &ControlPlane, release: &str, ns: &str, args: &[&str]) -> Result<String, String> {
+/// `helm template RELEASE chart -n NS ARGS...` with one major: the stream, or helm's error.
+fn template_with(
+    cp: &ControlPlane,
+    h: Helm,
+    release: &str,
+    ns: &str,
+    args: &[&str],
+) -> Result<String, String> {
     let chart = chart_dir();
     let mut all = vec!["template", release, chart.to_str().unwrap(), "-n", ns];
     all.extend_from_slice(args);
-    let out = helm(cp, &all);
+    let out = helm(cp, h, &all);
     if out.status.success() {
         Ok(String::from_utf8(out.stdout).unwrap())
     } else {
@@ -70,8 +100,49 @@ fn template(cp: &ControlPlane, release: &str, ns: &str, args: &[&str]) -> Result
     }
 }
 
+/// The rendered stream (the current major's), whose objects every Helm major must render the
+/// same (they order kinds unknown to them, and space documents, each their own way).
+pub(super) fn template(
+    cp: &ControlPlane,
+    release: &str,
+    ns: &str,
+    args: &[&str],
+) -> Result<String, String> {
+    let [current, older] = HELMS;
+    let want = template_with(cp, current, release, ns, args);
+    let got = template_with(cp, older, release, ns, args);
+    if let (Ok(a), Ok(b)) = (&want, &got) {
+        let (a, b) = (sorted_objects(a), sorted_objects(b));
+        let differ = a.iter().zip(&b).find(|(x, y)| x != y);
+        assert!(
+            a.len() == b.len() && differ.is_none(),
+            "{} and {} render {args:?} differently: {} and {} objects; first difference: {differ:?}",
+            current.major,
+            older.major,
+            a.len(),
+            b.len()
+        );
+    } else {
+        assert_eq!(
+            want.is_ok(),
+            got.is_ok(),
+            "{args:?}: {}: {want:?}; {}: {got:?}",
+            current.major,
+            older.major
+        );
+    }
+    want
+}
+
+/// The objects of a stream as JSON text, sorted.
+fn sorted_objects(stream: &str) -> Vec<String> {
+    let mut all: Vec<String> = objects(stream).iter().map(Value::to_string).collect();
+    all.sort();
+    all
+}
+
 /// The objects of a rendered stream.
-fn objects(stream: &str) -> Vec<Value> {
+pub(super) fn objects(stream: &str) -> Vec<Value> {
     carto_wi_webhook::yaml::split_documents(stream)
         .into_iter()
         .filter(|d| !d.is_empty())
@@ -84,41 +155,51 @@ fn kind(v: &Value) -> &str {
     v["kind"].as_str().unwrap_or("")
 }
 
-fn find<'a>(objs: &'a [Value], k: &str) -> &'a Value {
+pub(super) fn find<'a>(objs: &'a [Value], k: &str) -> &'a Value {
     objs.iter()
         .find(|v| kind(v) == k)
         .unwrap_or_else(|| panic!("no {k} rendered"))
 }
 
-fn list(items: Vec<Value>) -> String {
+pub(super) fn list(items: Vec<Value>) -> String {
     json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string()
 }
 
 /// `helm lint --strict` is clean, and the schema refuses each bad value with its message.
 pub fn chart_lint_and_schema_reject_bad_values(cp: &ControlPlane) {
+    for h in HELMS {
+        lint_and_schema(cp, h);
+    }
+}
+
+fn lint_and_schema(cp: &ControlPlane, h: Helm) {
     let chart = chart_dir();
-    let out = helm(cp, &["lint", "--strict", chart.to_str().unwrap()]);
-    let said = text(&out);
-    assert!(out.status.success(), "helm lint --strict: {said}");
-    assert!(
-        !said.contains("[WARNING]") && !said.contains("[ERROR]"),
-        "helm lint --strict: {said}"
-    );
     let mut with_config = ACME_VALUES.to_vec();
     with_config.extend(["--set", "config.gkeClusterProject=acme-gke-prod"]);
-    let out = helm(
-        cp,
-        &[
-            &["lint", "--strict", chart.to_str().unwrap()],
-            &with_config[..],
-        ]
-        .concat(),
-    );
-    assert!(
-        out.status.success(),
-        "helm lint with a config: {}",
-        text(&out)
-    );
+    let with_policy = [
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set",
+        "webhook.port=8443",
+    ];
+    for values in [&[][..], &with_config[..], &with_policy[..]] {
+        let out = helm(
+            cp,
+            h,
+            &[&["lint", "--strict", chart.to_str().unwrap()], values].concat(),
+        );
+        let said = text(&out);
+        assert!(
+            out.status.success(),
+            "{} lint --strict {values:?}: {said}",
+            h.major
+        );
+        assert!(
+            !said.contains("[WARNING]") && !said.contains("[ERROR]"),
+            "{} lint --strict {values:?}: {said}",
+            h.major
+        );
+    }
 
     let bad: &[(&[&str], &str)] = &[
         (
@@ -209,19 +290,71 @@ pub fn chart_lint_and_schema_reject_bad_values(cp: &ControlPlane) {
             "at '/config/extra/WORKSPACE_SYNC_DATA_ENABLED': got boolean, want string",
         ),
         (
+            &[
+                &ACME_VALUES[..],
+                &[
+                    "--set-string",
+                    "config.extra.WORKSPACE_POSTGRES_PASSWORD=stolen",
+                ],
+            ]
+            .concat(),
+            "config.extra.WORKSPACE_POSTGRES_PASSWORD: not in policy.extraEnvAllowed",
+        ),
+        (
+            &["--set", "policy.extraEnvAllowed={HOME}"],
+            "at '/policy/extraEnvAllowed/0': 'HOME' does not match pattern",
+        ),
+        (
             &["--set", "certs.certManager.issuerRef.kind=Vault"],
             "at '/certs/certManager/issuerRef/kind': value must be one of 'Issuer', 'ClusterIssuer'",
+        ),
+        (
+            &["--set", "webhook.port=443"],
+            "at '/webhook/port': minimum: got 443, want 1,024",
+        ),
+        (
+            &["--set", "webhook.port=8080"],
+            "webhook.port: 8080 is the admin port (/livez, /readyz, /metrics); choose another",
+        ),
+        (
+            &["--set", "webhook.failurePolicy.defaultConfig=Skip"],
+            "at '/webhook/failurePolicy/defaultConfig': value must be one of 'Ignore', 'Fail'",
+        ),
+        (
+            &["--set", "networkPolicy.enabled=yes"],
+            "at '/networkPolicy/enabled': got string, want boolean",
+        ),
+        (
+            &[
+                "--set",
+                "networkPolicy.metricsNamespaceSelector.matchExpressions[0].key=team",
+                "--set",
+                "networkPolicy.metricsNamespaceSelector.matchExpressions[0].operator=Is",
+            ],
+            "at '/networkPolicy/metricsNamespaceSelector/matchExpressions/0/operator': value must be one of 'In', 'NotIn', 'Exists', 'DoesNotExist'",
+        ),
+        (
+            &[
+                "--set",
+                "networkPolicy.metricsNamespaceSelector.namespaces={a}",
+            ],
+            "at '/networkPolicy/metricsNamespaceSelector': additional properties 'namespaces' not allowed",
         ),
     ];
     let mut wrong = Vec::new();
     for (args, want) in bad {
-        match template(cp, "bad", "bad-values", args) {
+        match template_with(cp, h, "bad", "bad-values", args) {
             Ok(_) => wrong.push(format!("{args:?}: accepted")),
             Err(e) if e.contains(want) => {}
             Err(e) => wrong.push(format!("{args:?}: wanted {want:?}, got {e}")),
         }
     }
-    assert!(wrong.is_empty(), "schema table:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} schema table:\n{}",
+        h.major,
+        wrong.join("\n")
+    );
 }
 
 /// Value combinations every install may take; each rendering goes to the API server.
@@ -232,6 +365,10 @@ fn combinations() -> Vec<(&'static str, Vec<&'static str>)> {
         "config.gkeClusterProject=acme-gke-prod",
         "--set-string",
         "config.extra.WORKSPACE_SYNC_DATA_ENABLED=true",
+        "--set",
+        "policy.extraEnvAllowed={WORKSPACE_SYNC_DATA_ENABLED,WORKSPACE_POSTGRES_SSL_MODE}",
+        "--set",
+        "policy.objectOptOut=true",
         "--set",
         "policy.enforcement=warn",
         "--set",
@@ -252,6 +389,8 @@ fn combinations() -> Vec<(&'static str, Vec<&'static str>)> {
         "metrics.serviceMonitor.enabled=true",
         "--set",
         "log.format=text",
+        "--set",
+        "networkPolicy.enabled=true",
     ]);
     vec![
         ("self", vec![]),
@@ -283,6 +422,21 @@ fn combinations() -> Vec<(&'static str, Vec<&'static str>)> {
             ],
         ),
         ("configured", configured),
+        (
+            "network-policy-custom-port",
+            vec![
+                "--set",
+                "networkPolicy.enabled=true",
+                "--set",
+                "webhook.port=8443",
+                "--set-json",
+                r#"networkPolicy.admissionFrom=[{"ipBlock":{"cidr":"172.16.0.0/28"}}]"#,
+                "--set",
+                "networkPolicy.metricsNamespaceSelector.matchLabels=null",
+                "--set-json",
+                r#"networkPolicy.metricsNamespaceSelector.matchExpressions=[{"key":"team","operator":"In","values":["observability"]}]"#,
+            ],
+        ),
     ]
 }
 
@@ -307,7 +461,90 @@ pub fn chart_renders_accepted_by_api_server(cp: &ControlPlane) {
         assert!(out.status.success(), "{name}: dry run: {}", text(&out));
         check_crd_objects(name, &ns, &core, &crd);
         check_deployment(name, &core);
+        check_admission_port(name, &core, &args);
+        check_network_policy(name, &core, &args);
     }
+}
+
+/// The value `--set KEY=VALUE` of a combination's arguments.
+fn set_value<'a>(args: &[&'a str], key: &str) -> Option<&'a str> {
+    args.iter()
+        .find_map(|a| a.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// `webhook.port` (default 10250) is the container port, the `--listen` port and the Service's
+/// targetPort; the admin port stays 8080.
+fn check_admission_port(name: &str, core: &[Value], args: &[&str]) {
+    let port: u64 = set_value(args, "webhook.port").map_or(DEFAULT_PORT, |p| p.parse().unwrap());
+    let c = &find(core, "Deployment")["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        c["ports"],
+        json!([{"name": "https", "containerPort": port, "protocol": "TCP"},
+               {"name": "admin", "containerPort": 8080, "protocol": "TCP"}]),
+        "{name}"
+    );
+    let listen: Vec<&Value> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a.as_str().is_some_and(|a| a.contains("listen=")))
+        .collect();
+    assert_eq!(
+        listen,
+        [
+            &json!(format!("--listen=0.0.0.0:{port}")),
+            &json!("--admin-listen=0.0.0.0:8080")
+        ],
+        "{name}"
+    );
+    assert_eq!(
+        find(core, "Service")["spec"]["ports"],
+        json!([{"name": "https", "port": 443, "targetPort": port, "protocol": "TCP"},
+               {"name": "metrics", "port": 8080, "targetPort": "admin", "protocol": "TCP"}]),
+        "{name}"
+    );
+}
+
+/// With `networkPolicy.enabled`: ingress to the webhook's pods only on the admission port (from
+/// anyone, or `admissionFrom`) and the admin port (from the selected namespaces).
+fn check_network_policy(name: &str, core: &[Value], args: &[&str]) {
+    let policy = core.iter().find(|v| kind(v) == "NetworkPolicy");
+    if set_value(args, "networkPolicy.enabled") != Some("true") {
+        assert!(
+            policy.is_none(),
+            "{name}: a NetworkPolicy only when enabled"
+        );
+        return;
+    }
+    let policy = policy.unwrap_or_else(|| panic!("{name}: no NetworkPolicy"));
+    let port: u64 = set_value(args, "webhook.port").map_or(DEFAULT_PORT, |p| p.parse().unwrap());
+    let pod_labels = &find(core, "Deployment")["spec"]["template"]["metadata"]["labels"];
+    let selector = &policy["spec"]["podSelector"]["matchLabels"];
+    for (k, v) in selector.as_object().unwrap() {
+        assert_eq!(
+            pod_labels[k], *v,
+            "{name}: the policy selects the webhook's pods"
+        );
+    }
+    let mut admission = json!({"ports": [{"port": port, "protocol": "TCP"}]});
+    let mut metrics_from = json!({"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}});
+    if name == "network-policy-custom-port" {
+        admission["from"] = json!([{"ipBlock": {"cidr": "172.16.0.0/28"}}]);
+        metrics_from = json!({"matchExpressions": [{"key": "team", "operator": "In", "values": ["observability"]}]});
+    }
+    assert_eq!(
+        policy["spec"],
+        json!({
+            "podSelector": {"matchLabels": selector},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                admission,
+                {"ports": [{"port": 8080, "protocol": "TCP"}],
+                 "from": [{"namespaceSelector": metrics_from}]}
+            ]
+        }),
+        "{name}"
+    );
 }
 
 /// cert-manager: the Certificate names the Service, its Secret is the one the pod mounts, its
@@ -490,6 +727,17 @@ pub fn chart_rbac_is_examples_rbac(cp: &ControlPlane) {
         minus(&is_cert_rule),
         "cert-manager"
     );
+    // Without the reconciler, nothing reads or patches Deployments and ServiceAccounts.
+    let is_reconciler_rule = |r: &Value| {
+        is_secret_create(r)
+            || r["resources"] == json!(["deployments"])
+            || r["resources"] == json!(["serviceaccounts"])
+    };
+    assert_eq!(
+        rules_by_kind(&rendered(&["--set", "reconcile.enabled=false"])),
+        minus(&is_reconciler_rule),
+        "reconcile.enabled=false"
+    );
     for binding in ["ClusterRoleBinding", "RoleBinding"] {
         assert_eq!(
             find(&exact, binding)["subjects"],
@@ -620,8 +868,10 @@ pub fn chart_security_scan(cp: &ControlPlane) {
     let dir = cp.dir.join("chart-scan");
     std::fs::create_dir_all(&dir).unwrap();
     let mut files = Vec::new();
+    // A release per rendering: checkov relates objects across files by their labels, and one
+    // rendering's NetworkPolicy must not cover another's pods.
     for (name, args) in combinations() {
-        let stream = template(cp, "scan", "carto-wi-system", &args).unwrap();
+        let stream = template(cp, &format!("scan-{name}"), "carto-wi-system", &args).unwrap();
         let file = dir.join(format!("{name}.yaml"));
         std::fs::write(&file, stream).unwrap();
         files.push(file);
@@ -811,7 +1061,7 @@ pub fn chart_objects_inject_plain_carto_install(cp: &ControlPlane) {
 
 /// Start the webhook as the rendered container would run: its args and env, the downward API
 /// filled in (namespace `ns`, pod name), listening on loopback, with `sa`'s token.
-fn run_rendered_container(
+pub(super) fn run_rendered_container(
     cp: &ControlPlane,
     deployment: &Value,
     ns: &str,
@@ -829,6 +1079,9 @@ fn run_rendered_container(
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(&kubeconfig, token_kubeconfig(cp, token.trim())).unwrap();
+    // The chart's admission policy judges every write the webhook makes from its first one.
+    let configs = deployment["metadata"]["name"].as_str().expect("named");
+    super::least_privilege::wait_policy_active(cp, &kubeconfig, configs);
 
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_carto-wi-webhook"));
     for arg in container["args"].as_array().expect("rendered args") {
@@ -865,7 +1118,7 @@ fn run_rendered_container(
     ClusterWebhook::spawn(identity, port, admin_port, dir.join("webhook.log"), cmd)
 }
 
-fn token_kubeconfig(cp: &ControlPlane, token: &str) -> String {
+pub(super) fn token_kubeconfig(cp: &ControlPlane, token: &str) -> String {
     let admin = std::fs::read_to_string(&cp.kubeconfig).unwrap();
     let server = admin
         .lines()
@@ -877,10 +1130,10 @@ fn token_kubeconfig(cp: &ControlPlane, token: &str) -> String {
     )
 }
 
-/// Wait until the webhook wrote its CA into both configurations named `name`.
-fn wait_ca_bundles(cp: &ControlPlane, name: &str) {
+/// Wait until the webhook wrote its CA into every entry of both configurations named `name`.
+pub(super) fn wait_ca_bundles(cp: &ControlPlane, name: &str) {
     wait_for(
-        "caBundle in both chart webhook configurations",
+        "caBundle in every entry of both chart webhook configurations",
         CONVERGE,
         || {
             [
@@ -891,9 +1144,14 @@ fn wait_ca_bundles(cp: &ControlPlane, name: &str) {
             .all(|k| {
                 let out = cp.kubectl(&["get", k, name, "-o", "json"], None);
                 let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-                v["webhooks"][0]["clientConfig"]["caBundle"]
-                    .as_str()
-                    .is_some_and(|b| !b.is_empty())
+                v["webhooks"].as_array().is_some_and(|entries| {
+                    !entries.is_empty()
+                        && entries.iter().all(|e| {
+                            e["clientConfig"]["caBundle"]
+                                .as_str()
+                                .is_some_and(|b| !b.is_empty())
+                        })
+                })
             })
             .then_some(())
         },
@@ -946,6 +1204,22 @@ fn assert_only_targets_reviewed(hook: &ClusterWebhook) {
     }
 }
 
+/// The `gcloud iam` command of the NOTES, on one line.
+fn notes_gcloud(notes: &str) -> String {
+    let gcloud: String = notes
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("gcloud iam"))
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| l.trim().trim_end_matches('\\').trim())
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        gcloud.starts_with("gcloud iam service-accounts add-iam-policy-binding"),
+        "NOTES:\n{notes}"
+    );
+    gcloud
+}
+
 /// The IAM binding the release's NOTES print is the one the webhook posts on the ServiceAccount.
 fn assert_event_matches_notes(cp: &ControlPlane, args: &[&str], carto: &str) {
     let chart = chart_dir();
@@ -959,18 +1233,15 @@ fn assert_event_matches_notes(cp: &ControlPlane, args: &[&str], carto: &str) {
         "--dry-run=client",
     ];
     all.extend_from_slice(args);
-    let notes = must(helm(cp, &all), "helm install --dry-run=client");
-    let gcloud: String = notes
-        .lines()
-        .skip_while(|l| !l.trim_start().starts_with("gcloud iam"))
-        .take_while(|l| !l.trim().is_empty())
-        .map(|l| l.trim().trim_end_matches('\\').trim())
-        .collect::<Vec<_>>()
-        .join(" ");
-    assert!(
-        gcloud.starts_with("gcloud iam service-accounts add-iam-policy-binding"),
-        "NOTES:\n{notes}"
-    );
+    let [current, older] = HELMS.map(|h| {
+        let notes = must(
+            helm(cp, h, &all),
+            &format!("{} install --dry-run=client", h.major),
+        );
+        notes_gcloud(&notes)
+    });
+    assert_eq!(current, older, "the NOTES' command under each Helm major");
+    let gcloud = current;
     let event = wait_for("WorkloadIdentityBindingRequired Event", CONVERGE, || {
         let out = cp.kubectl(
             &[

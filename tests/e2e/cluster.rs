@@ -9,9 +9,9 @@ use std::time::Duration;
 use super::pki::{self, Ca};
 use super::process::{Proc, free_port, wait_for};
 
-/// Where the control-plane binaries are (kube-apiserver, etcd, kubectl and helm, for the chart
-/// scenarios): built (or found in the cache) by tests/controlplane/build.sh, which prints the
-/// bin folder as its last line.
+/// Where the control-plane binaries are (kube-apiserver, etcd, kubectl; helm (Helm 4) and helm3
+/// for the chart scenarios): built (or found in the cache) by tests/controlplane/build.sh, which
+/// prints the bin folder as its last line.
 fn binaries() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = Command::new("bash")

@@ -221,12 +221,21 @@ impl Install {
         }
     }
 
-    /// Apply the ClusterRole, Role and their bindings of examples/rbac.yaml.
+    /// Apply the ClusterRole, Role and their bindings of examples/rbac.yaml, and the chart's
+    /// admission policy for this webhook.
     pub fn bind(&self, cp: &ControlPlane) {
+        self.bind_allowing(cp, &[]);
+    }
+
+    /// [`Install::bind`], the policy allowing these extra variables (`--extra-env`): every write
+    /// the webhook then makes is judged by the policy the chart ships.
+    pub fn bind_allowing(&self, cp: &ControlPlane, extra_env: &[&str]) {
         self.bind_kinds(
             cp,
             &["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"],
         );
+        let (ns, name) = (self.names.system(), self.names.webhook());
+        super::least_privilege::apply_chart_policy(cp, &ns, &name, extra_env, &self.kubeconfig);
     }
 
     /// Apply only the objects of examples/rbac.yaml of these kinds.

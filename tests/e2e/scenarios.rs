@@ -301,9 +301,10 @@ fn wait_refused(cp: &ControlPlane, ns: &str, name: &str) -> std::process::Output
     apply(cp, ns, &manifest, &[])
 }
 
-/// Opted-out namespaces are not touched; skipped containers keep their env.
+/// Opted-out namespaces are not touched; skipped containers keep their env (the platform allows
+/// object opt-out here).
 pub fn opt_out_namespace_and_skipped_container(cp: &ControlPlane) {
-    let hook = Webhook::start(cp, "optout", CONFIG, &[]);
+    let hook = Webhook::start(cp, "optout", CONFIG, &["--object-opt-out"]);
     hook.install(cp, "Fail");
     namespace(cp, "optout-on", Some("optout"), &[]);
     namespace(

@@ -144,7 +144,7 @@ async fn metrics_after_traffic() {
 }
 
 fn state() -> Arc<AppState> {
-    let loaded = load_config_map(CONFIG, "carto-workload-identity").unwrap();
+    let loaded = load_config_map(CONFIG, "carto-workload-identity", &Default::default()).unwrap();
     let snapshot = ConfigSnapshot::with_default(ConfigEntry::from_result(loaded.config));
     let mut registry = metrics::registry();
     Arc::new(AppState::new(

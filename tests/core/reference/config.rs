@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use carto_wi_webhook::config::{ConfigProblem, WorkloadIdentityConfig};
+use carto_wi_webhook::config::{ConfigProblem, ExtraEnvAllowlist, WorkloadIdentityConfig};
 use serde_json::Value;
 
 /// The `data` of a ConfigMap object, with every problem of shape (non-string values, `binaryData`).
@@ -51,9 +51,12 @@ pub fn config_map_data(obj: &Value) -> Result<BTreeMap<String, String>, Vec<Conf
 }
 
 /// Parse a ConfigMap object into a typed configuration, reporting every problem at once.
-pub fn config_from_object(obj: &Value) -> Result<WorkloadIdentityConfig, Vec<ConfigProblem>> {
+pub fn config_from_object(
+    obj: &Value,
+    allowed: &ExtraEnvAllowlist,
+) -> Result<WorkloadIdentityConfig, Vec<ConfigProblem>> {
     match config_map_data(obj) {
-        Ok(data) => WorkloadIdentityConfig::from_data(&data),
+        Ok(data) => WorkloadIdentityConfig::from_data(&data, allowed),
         Err(mut shape) => {
             // Still report the rule problems of the string values we could read (of a
             // ConfigMap: another kind's data is not a configuration).
@@ -66,7 +69,7 @@ pub fn config_from_object(obj: &Value) -> Result<WorkloadIdentityConfig, Vec<Con
                     .iter()
                     .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
                     .collect();
-                if let Err(more) = WorkloadIdentityConfig::from_data(&strings) {
+                if let Err(more) = WorkloadIdentityConfig::from_data(&strings, allowed) {
                     shape.extend(more.into_iter().filter(|p| match p {
                         ConfigProblem::Missing { key, .. } => !d.contains_key(*key),
                         _ => true,

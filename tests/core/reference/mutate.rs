@@ -48,6 +48,11 @@ pub fn mutate(
     };
     let mut patch = PatchBuilder::default();
     let mut warns = Vec::new();
+    for ignored in target::ignored_opt_outs(obj, settings) {
+        warns.push(format!(
+            "{ignored} is ignored: in this cluster only a namespace opts out (the webhook runs without --object-opt-out)"
+        ));
+    }
     match kind {
         Kind::ServiceAccount => mutate_service_account(obj, config, &mut patch, &mut warns),
         _ => mutate_deployment(obj, config, settings, &mut patch, &mut warns),
@@ -94,7 +99,11 @@ fn mutate_deployment(
     let Some(pod) = target::pod_spec(&obj.data) else {
         return;
     };
-    let skipped = target::skipped_containers(&obj.metadata, &obj.data);
+    let skipped = if settings.object_opt_out {
+        target::skipped_containers(&obj.metadata, &obj.data)
+    } else {
+        Vec::new()
+    };
     for unknown in target::unknown_skips(pod, &skipped) {
         warns.push(format!(
             "skip-containers names {}, which is not a container of this pod template",

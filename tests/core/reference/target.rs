@@ -59,7 +59,9 @@ impl<'a> Subject<'a> {
             Kind::Deployment => is_target_deployment(self.name, &self.obj.data, settings),
             Kind::ConfigMap | Kind::Other => false,
         };
-        is_target && !snapshot.is_opted_out(self.namespace) && !opted_out(&self.obj.metadata)
+        is_target
+            && !snapshot.is_opted_out(self.namespace)
+            && !(settings.object_opt_out && opted_out(&self.obj.metadata))
     }
 }
 
@@ -120,6 +122,30 @@ pub fn is_target_deployment(name: &str, data: &Value, settings: &Settings) -> bo
         .is_some_and(|sa| sa == settings.service_account);
     runs_as_target
         && (settings.deployments.is_empty() || settings.deployments.iter().any(|d| d == name))
+}
+
+/// The object opt-outs `obj` carries that are ignored because `--object-opt-out` is off.
+pub fn ignored_opt_outs(obj: &DynamicObject, settings: &Settings) -> Vec<&'static str> {
+    if settings.object_opt_out {
+        return Vec::new();
+    }
+    let mut ignored = Vec::new();
+    if opted_out(&obj.metadata) {
+        ignored.push(INJECT_LABEL);
+    }
+    let on_object = obj
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(SKIP_CONTAINERS_ANNOTATION));
+    let on_template = template_meta(&obj.data)
+        .and_then(|m| m.get("annotations"))
+        .and_then(|a| a.get(SKIP_CONTAINERS_ANNOTATION))
+        .is_some();
+    if on_object || on_template {
+        ignored.push(SKIP_CONTAINERS_ANNOTATION);
+    }
+    ignored
 }
 
 /// Container names listed in `skip-containers` on the Deployment or its pod template.

@@ -31,7 +31,7 @@ pub fn validate(
     let mut warns = Vec::new();
     match kind {
         Kind::ConfigMap if name == settings.config_map => {
-            match super::config::config_from_object(&obj.data) {
+            match super::config::config_from_object(&obj.data, &settings.extra_env) {
                 Ok(c) => warns.extend(c.warnings.iter().map(ToString::to_string)),
                 Err(problems) => violations.extend(problems.into_iter().map(Violation::Config)),
             }
@@ -164,7 +164,11 @@ fn check_deployment(
     let Some(pod) = target::pod_spec(&obj.data) else {
         return;
     };
-    let skipped = target::skipped_containers(&obj.metadata, &obj.data);
+    let skipped = if settings.object_opt_out {
+        target::skipped_containers(&obj.metadata, &obj.data)
+    } else {
+        Vec::new()
+    };
     for c in target::managed_containers(pod, settings.include_init_containers, &skipped) {
         let not_a_list = c
             .container
