@@ -258,8 +258,8 @@ async fn read_review_body(
     }
 }
 
-/// The answer to a body that was not read whole. The rest of it is not read: on HTTP/1.1 the
-/// connection is closed after the answer (HTTP/2 resets the stream).
+/// The answer to a body that was not read whole. A refused or cut body is not read further: on
+/// HTTP/1.1 its connection is closed after the answer (HTTP/2 resets the stream).
 fn unread(state: &AppState, e: Unread, version: axum::http::Version) -> Response {
     let reject = |e: HttpError, status: StatusCode, msg: String| {
         state.metrics.http_error(e);

@@ -332,3 +332,53 @@ async fn a_stalled_body_is_cut_after_the_request_timeout_and_its_bytes_given_bac
     assert_eq!(answer["response"]["allowed"], true);
     srv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_review_that_finds_no_room_gets_503_then_is_answered_once_there_is() {
+    let files = Files::new();
+    let srv = Running::standalone(&files, &["--request-body-budget", "4MiB"]).await;
+    // The whole budget held by a body that has all arrived (being reviewed): it cannot be cut.
+    let mut hog = srv.state.body_budget.grant();
+    hog.arrived();
+    let far = tokio::time::Instant::now() + Duration::from_secs(30);
+    hog.take(4 * 1024 * 1024, far).await.unwrap();
+
+    let r = srv
+        .client()
+        .post(srv.url("/validate"))
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&review("no-room", "CREATE", Some(deployment()), None)).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("memory for request bodies is in use by other requests")
+            && text.contains("--request-body-budget 4194304 bytes"),
+        "{text}"
+    );
+    let metrics = srv.metrics().await;
+    assert_eq!(
+        sample(&metrics, "carto_wi_request_body_budget_refused_total"),
+        1
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "carto_wi_http_errors_total{reason=\"body_budget\"}"
+        ),
+        1
+    );
+
+    drop(hog);
+    let (status, answer) = srv
+        .post(
+            "/validate",
+            &review("room", "CREATE", Some(deployment()), None),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    srv.stop().await;
+}
