@@ -139,6 +139,26 @@ async fn h2_stallers(
     conn.abort();
 }
 
+/// 100 HTTP/1.1 stallers and two HTTP/2 connections with 50 stalled streams each, until the
+/// sender says stop.
+fn flood(
+    addr: SocketAddr,
+    ca: &Arc<Vec<u8>>,
+) -> (watch::Sender<bool>, Vec<tokio::task::JoinHandle<()>>) {
+    let body = Bytes::from(vec![b' '; DECLARED]);
+    let (stop_tx, stop) = watch::channel(false);
+    let mut attackers = Vec::new();
+    for _ in 0..100 {
+        let (ca, body, stop) = (ca.clone(), body.clone(), stop.clone());
+        attackers.push(tokio::spawn(h1_staller(addr, ca, body, stop)));
+    }
+    for _ in 0..2 {
+        let (ca, body, stop) = (ca.clone(), body.clone(), stop.clone());
+        attackers.push(tokio::spawn(h2_stallers(addr, ca, body, 50, stop)));
+    }
+    (stop_tx, attackers)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_bodies_on_100_connections_keep_memory_bounded_and_reviews_answered() {
     let bin = Bin::start(&[], &[]);
@@ -150,18 +170,7 @@ async fn stalled_bodies_on_100_connections_keep_memory_bounded_and_reviews_answe
     assert_eq!(post(&client, &url, &honest).await.0, 200);
     let (before, _) = memory(bin.pid());
 
-    let body = Bytes::from(vec![b' '; DECLARED]);
-    let (stop_tx, stop) = watch::channel(false);
-    let mut attackers = Vec::new();
-    for _ in 0..100 {
-        let (ca, body, stop) = (ca.clone(), body.clone(), stop.clone());
-        attackers.push(tokio::spawn(h1_staller(addr, ca, body, stop)));
-    }
-    // And HTTP/2: two connections with 50 stalled streams each.
-    for _ in 0..2 {
-        let (ca, body, stop) = (ca.clone(), body.clone(), stop.clone());
-        attackers.push(tokio::spawn(h2_stallers(addr, ca, body, 50, stop)));
-    }
+    let (stop_tx, attackers) = flood(addr, &ca);
     // The budget fills up...
     let budget = bin
         .metric(admin, "carto_wi_request_body_budget_bytes")
