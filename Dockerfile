@@ -4,10 +4,17 @@
 #
 #   docker build -t carto-wi-webhook:0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" .
 #
+# The binary embeds its dependency list (cargo auditable: section .dep-v0, read by trivy, grype and
+# `cargo audit bin`); its CycloneDX SBOM is written next to the image by the `sbom` stage:
+#
+#   docker build --target sbom --output type=local,dest=dist .   # dist/carto-wi-webhook.cdx.json
+#
 # Where no base image can be pulled, the same runtime stage takes a binary built on the machine
 # (the build context is then a directory holding rootfs/, laid out by image/rootfs.sh):
 #
+#   cargo auditable build --release --locked --bin carto-wi-webhook
 #   image/rootfs.sh "$CARGO_TARGET_DIR/release/carto-wi-webhook" ctx/rootfs
+#   image/sbom.sh ctx/carto-wi-webhook.cdx.json
 #   buildah bud --storage-driver vfs --build-arg BINARY_FROM=prebuilt -f Dockerfile \
 #     -t carto-wi-webhook:0.1.0 ctx
 
@@ -16,18 +23,25 @@ ARG BINARY_FROM=build
 
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
+RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
+    cargo install --locked cargo-auditable@0.7.7 cargo-cyclonedx@0.5.9
 COPY Cargo.toml Cargo.lock ./
 # Cargo reads every target the manifest names (tests, benches, examples) before building one.
 COPY src ./src
 COPY tests ./tests
 COPY benches ./benches
 COPY examples ./examples
-COPY image/rootfs.sh ./image/rootfs.sh
+COPY image/rootfs.sh image/sbom.sh ./image/
 # The registry and the target dir are BuildKit caches: a source change rebuilds only this crate.
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
-    cargo build --release --locked --bin carto-wi-webhook \
-    && image/rootfs.sh target/release/carto-wi-webhook /rootfs
+    cargo auditable build --release --locked --bin carto-wi-webhook \
+    && image/rootfs.sh target/release/carto-wi-webhook /rootfs \
+    && image/sbom.sh /sbom/carto-wi-webhook.cdx.json
+
+# The SBOM alone, for `--target sbom --output type=local,dest=DIR`.
+FROM scratch AS sbom
+COPY --from=build /sbom/ /
 
 FROM scratch AS prebuilt
 COPY rootfs/ /rootfs/

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Lay out the runtime image's whole file tree in OUT: the binary, exactly the shared libraries it
-# loads (as ldd resolves them, at the paths the loader looks in), their Debian copyright files,
-# a passwd/group naming uid 65532, and a world-writable /tmp (sticky) for TMPDIR.
+# loads (as ldd resolves them, at the paths the loader looks in), their Debian copyright files and
+# dpkg records (var/lib/dpkg/status.d/, etc/os-release: what image scanners read), a passwd/group
+# naming uid 65532, and a world-writable /tmp (sticky) for TMPDIR.
 #   image/rootfs.sh BINARY OUT
 # Used by the Dockerfile's build stage and, for BINARY_FROM=context, on the build machine.
 set -eu
@@ -34,15 +35,29 @@ for lib in $libs; do
   mkdir -p "$out$(dirname "$lib")"
   cp -L "$lib" "$out$lib"
   chmod 0755 "$out$lib"
-  # Ship the license of each library with it (LGPL glibc, GCC runtime exception libgcc).
+  # Ship the license of each library with it (LGPL glibc, GCC runtime exception libgcc), and its
+  # package's dpkg record in status.d/ (one file per package, as distroless images do), where
+  # trivy and grype find the Debian packages of an image that has no dpkg database.
   if command -v dpkg >/dev/null 2>&1; then
     # dpkg knows the path ldd prints (or, for a symlink, the file it points to).
     pkg=$( (dpkg -S "$lib" || dpkg -S "$(readlink -f "$lib")") 2>/dev/null | head -n1 | cut -d: -f1) || pkg=""
     if [ -n "$pkg" ] && [ -f "/usr/share/doc/$pkg/copyright" ]; then
       install -D -m 0644 "/usr/share/doc/$pkg/copyright" "$out/usr/share/doc/$pkg/copyright"
     fi
+    if [ -n "$pkg" ]; then
+      mkdir -p "$out/var/lib/dpkg/status.d"
+      dpkg -s "$pkg" >"$out/var/lib/dpkg/status.d/$pkg"
+      chmod 0644 "$out/var/lib/dpkg/status.d/$pkg"
+    fi
   fi
 done
+
+# The distribution those packages come from, for the scanners to pick its advisories.
+if [ -f /etc/os-release ]; then
+  mkdir -p "$out/etc"
+  cp -L /etc/os-release "$out/etc/os-release"
+  chmod 0644 "$out/etc/os-release"
+fi
 
 mkdir -p "$out/etc"
 printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$out/etc/passwd"

@@ -1,5 +1,6 @@
 //! The container image, built here with buildah from the repository's Dockerfile
-//! (`BINARY_FROM=prebuilt`, fed the binary cargo just built) and run with podman as the chart runs
+//! (`BINARY_FROM=prebuilt`, fed the binary cargo just built, again with `cargo auditable`, and
+//! its CycloneDX SBOM written beside it) and run with podman as the chart runs
 //! the pod: uid 65532, read-only root filesystem, no capabilities, no privilege escalation. It
 //! must serve /readyz and answer a review over TLS. Needs root, buildah, podman and runc (tests/setup.sh
 //! installs them) and hadolint (tests/setup.sh installs it in $CARGO_TARGET_DIR/hadolint-venv).
@@ -38,6 +39,18 @@ fn async_trial(name: &str, check: fn() -> std::pin::Pin<Box<dyn Future<Output = 
 fn image_trials(built: &Result<(), String>) -> Vec<Trial> {
     let mut trials = vec![
         sync_trial("image_metadata", checks::image_metadata),
+        sync_trial(
+            "image_binary_embeds_its_dependency_list",
+            checks::binary_embeds_its_dependency_list,
+        ),
+        sync_trial(
+            "image_sbom_lists_the_dependencies",
+            checks::sbom_lists_the_dependencies,
+        ),
+        sync_trial(
+            "image_declares_its_debian_packages",
+            checks::declares_its_debian_packages,
+        ),
         sync_trial(
             "image_ephemeral_certificate_without_a_writable_tmp_fails_clearly",
             checks::ephemeral_certificate_without_a_writable_tmp_fails_clearly,

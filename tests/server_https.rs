@@ -1,9 +1,11 @@
 //! The HTTPS admission server over real sockets on 127.0.0.1: reviews, errors, admin endpoints,
 //! certificates (rotation, mutual TLS), reloads, graceful shutdown, the binary and `certs`;
-//! hardening (idle timeouts, connection caps, floods, hostile log fields).
+//! hardening (idle timeouts, connection caps, floods, hostile log fields, the request-body budget).
 
 #[path = "server_https/admin.rs"]
 mod admin;
+#[path = "server_https/budget.rs"]
+mod budget;
 #[path = "server_https/errors.rs"]
 mod errors;
 #[path = "server_https/hardening.rs"]

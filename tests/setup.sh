@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what `cargo test --locked` needs beyond Rust, each only when missing (a warm machine
 # skips it all): Go (the control plane is built from its Go modules by tests/controlplane/build.sh),
-# buildah/podman/runc (tests/image.rs), cargo-fuzz (tests/fuzz_smoke.rs), checkov (the chart's
-# security scan) and hadolint (the Dockerfile lint), the last two in virtualenvs in the target dir,
-# where the tests look for them.
+# buildah/podman/runc, cargo-auditable and cargo-cyclonedx (tests/image.rs), cargo-fuzz
+# (tests/fuzz_smoke.rs), checkov (the chart's security scan) and hadolint (the Dockerfile lint),
+# the last two in virtualenvs in the target dir, where the tests look for them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
@@ -23,6 +23,10 @@ if ! need buildah || ! need podman || ! need runc; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah podman runc uidmap slirp4netns
 fi
 cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+# The image test builds the binary as the Dockerfile does: cargo auditable, and the SBOM with
+# cargo cyclonedx (image/sbom.sh).
+need cargo-auditable || cargo install cargo-auditable --locked --version 0.7.7
+need cargo-cyclonedx || cargo install cargo-cyclonedx --locked --version 0.5.9
 
 venv() { # venv DIR EXECUTABLE PACKAGE
   if [[ ! -x "$1/bin/$2" ]]; then

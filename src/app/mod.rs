@@ -25,7 +25,7 @@ use crate::readiness::{Readiness, ReadinessHandle};
 use crate::server::admin::STOP_TIMEOUT;
 use crate::server::{
     AdminArgs, AdminListener, AdminState, AdmissionListener, AdmissionMetrics, AppState, BindError,
-    ConnectionMetrics, HttpArgs, ListenerMetrics, TlsArgs,
+    BodyBudget, BudgetMetrics, ConnectionMetrics, HttpArgs, ListenerMetrics, TlsArgs,
 };
 use crate::settings::PolicyArgs;
 use crate::shutdown::{Shutdown, Signals};
@@ -125,6 +125,7 @@ pub(crate) struct Metrics {
     pub(crate) config: ConfigMetrics,
     pub(crate) tls: TlsMetrics,
     pub(crate) connections: ConnectionMetrics,
+    pub(crate) body_budget: BudgetMetrics,
 }
 
 impl Metrics {
@@ -134,6 +135,7 @@ impl Metrics {
             config: ConfigMetrics::register(registry),
             tls: TlsMetrics::register(registry),
             connections: ConnectionMetrics::register(registry),
+            body_budget: BudgetMetrics::register(registry),
         }
     }
 }
@@ -225,12 +227,18 @@ impl App {
             )
             .map_err(StartError::Runtime)?;
         let tasks = sources.tasks.into_iter().map(tokio::spawn).collect();
-        let state = Arc::new(AppState::new(
-            sources.store,
-            args.policy.settings(),
-            metrics.admission,
-            args.http.request_timeout,
-        ));
+        let state = Arc::new(
+            AppState::new(
+                sources.store,
+                args.policy.settings(),
+                metrics.admission,
+                args.http.request_timeout,
+            )
+            .with_body_budget(BodyBudget::new(
+                args.http.request_body_budget,
+                metrics.body_budget,
+            )),
+        );
         Ok(Self {
             state,
             listener,

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
+use super::budget::parse_budget;
 use super::conn::{Accepting, Drain, Http};
 use super::metrics::ListenerMetrics;
 use crate::duration::parse_duration;
@@ -40,9 +41,16 @@ pub struct HttpArgs {
     #[arg(long, env = "CARTO_WI_MAX_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: Option<u32>,
 
-    /// Time allowed for a request's body to arrive; a slower request gets 408.
+    /// Time allowed for a request's body to arrive; a slower request gets 408 and its
+    /// connection is closed (HTTP/1.1; HTTP/2 resets the stream).
     #[arg(long, env = "CARTO_WI_REQUEST_TIMEOUT", default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
     pub request_timeout: Duration,
+
+    /// Memory all request bodies being read or reviewed may hold together (e.g. 16MiB). A body
+    /// that finds it full waits up to 2 s, cutting the oldest body still arriving after 1 s
+    /// (408), then gets 503. At least 4MiB.
+    #[arg(long, env = "CARTO_WI_REQUEST_BODY_BUDGET", default_value = "8MiB", value_name = "SIZE", value_parser = parse_budget)]
+    pub request_body_budget: usize,
 
     /// On SIGTERM/SIGINT, keep accepting connections this long after readiness turns false, so
     /// endpoints are updated before the listener closes.
@@ -215,14 +223,29 @@ impl AdmissionListener {
     }
 }
 
+/// The largest read buffer of an HTTP/1.1 connection (hyper's default is ~400 KiB): what a
+/// connection holds besides the budgeted body, so kept small; request headers must fit in it.
+const H1_MAX_BUFFER: usize = 16 * 1024;
+
+/// HTTP/2 flow-control windows of the admission listener (RFC 9113's default).
+const H2_WINDOW: u32 = 65_535;
+
 fn http_builder(http: &HttpArgs) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(http.header_read_timeout)
+        .max_buf_size(H1_MAX_BUFFER)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    // What a stalled HTTP/2 connection can make this process buffer before its handler reads
+    // (and budgets) the data: the flow-control windows, at the protocol's default rather than
+    // hyper's 1 MiB. A 3 MiB body then takes ~48 window updates, a few ms in a cluster.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .initial_connection_window_size(H2_WINDOW)
+        .initial_stream_window_size(H2_WINDOW);
     builder
 }
 

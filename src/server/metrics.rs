@@ -34,7 +34,8 @@ pub enum HttpError {
     PayloadTooLarge,
     /// The body could not be read (400).
     BodyRead,
-    /// The body was not sent within `--request-timeout` (408).
+    /// The body was not sent within `--request-timeout`, or was cut to make room for others
+    /// (408).
     Timeout,
     /// Not an AdmissionReview in JSON (400).
     InvalidJson,
@@ -46,10 +47,12 @@ pub enum HttpError {
     MethodNotAllowed,
     /// Unknown path (404).
     NotFound,
+    /// The request-body budget stayed full (503).
+    BodyBudget,
 }
 
 impl HttpError {
-    const ALL: [Self; 9] = [
+    const ALL: [Self; 10] = [
         Self::UnsupportedMediaType,
         Self::PayloadTooLarge,
         Self::BodyRead,
@@ -59,6 +62,7 @@ impl HttpError {
         Self::MissingRequest,
         Self::MethodNotAllowed,
         Self::NotFound,
+        Self::BodyBudget,
     ];
 
     /// Label value.
@@ -73,6 +77,7 @@ impl HttpError {
             Self::MissingRequest => "missing_request",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::NotFound => "not_found",
+            Self::BodyBudget => "body_budget",
         }
     }
 }

@@ -4,6 +4,7 @@
 //! - [`listener`]: bind, accept TLS connections, drain; the HTTP flags.
 //! - `conn`: what both listeners share: connection cap, accept errors, idle timeout, drain.
 //! - [`tls`]: the rustls configuration over a certificate resolver, mutual TLS; the TLS flags.
+//! - [`budget`]: the memory all request bodies may hold together, and their cut.
 //! - `decode`: an AdmissionReview body → the core's view of its request, or why not.
 //! - [`router`]: `POST /mutate` and `POST /validate` over the pure admission core.
 //! - [`state`]: what the handlers read (config store, settings, metrics).
@@ -11,6 +12,7 @@
 //! - [`metrics`]: the `admission` group of metrics, and the connections of both listeners.
 
 pub mod admin;
+pub mod budget;
 mod conn;
 mod decode;
 pub mod listener;
@@ -20,6 +22,7 @@ pub mod state;
 pub mod tls;
 
 pub use admin::{AdminArgs, AdminListener, AdminState};
+pub use budget::{BodyBudget, BudgetMetrics};
 pub use conn::open_file_limit;
 pub use listener::{AdmissionListener, BindError, HttpArgs};
 pub use metrics::{AdmissionMetrics, ConnectionMetrics, ListenerMetrics};

@@ -16,6 +16,7 @@ use axum::routing::post;
 use http_body_util::BodyExt;
 
 use super::MAX_BODY_BYTES;
+use super::budget::{BUDGET_WAIT, Cut, EVICT_AFTER, Grant, NoRoom, Refused};
 use super::decode::parse;
 use super::metrics::{HttpError, operation_str};
 use super::state::AppState;
@@ -118,44 +119,76 @@ fn is_json(headers: &HeaderMap) -> bool {
 /// 413 cleanly instead of a reset stream; past it the request is cut short.
 const DRAIN_LIMIT: usize = 2 * MAX_BODY_BYTES;
 
-/// Read a body of at most [`MAX_BODY_BYTES`]; `None` when it is larger (what follows the cap is
-/// read and dropped, up to [`DRAIN_LIMIT`]). A body that arrives in one frame is not copied.
-async fn read_body(mut body: Body, capacity: usize) -> Result<Option<Bytes>, axum::Error> {
-    let mut first: Option<Bytes> = None;
-    let mut buf: Vec<u8> = Vec::new();
+/// Why a body was not read whole.
+enum Unread {
+    TooLarge,
+    Body(axum::Error),
+    Refused(Refused),
+    Cut(Cut),
+}
+
+impl From<NoRoom> for Unread {
+    fn from(e: NoRoom) -> Self {
+        match e {
+            NoRoom::Refused(r) => Self::Refused(r),
+            NoRoom::Evicted => Self::Cut(Cut::Evicted),
+        }
+    }
+}
+
+/// Read a body of at most [`MAX_BODY_BYTES`], holding its bytes in `grant` as they arrive (a
+/// body over the cap is read and dropped up to [`DRAIN_LIMIT`], then refused). The frames are
+/// kept as they came (no buffer that grows and copies, nothing reserved for what is only
+/// declared) and joined once the body is whole; a body that arrives in one frame is not copied.
+async fn read_body(
+    mut body: Body,
+    grant: &mut Grant,
+    deadline: tokio::time::Instant,
+) -> Result<Bytes, Unread> {
+    let mut frames: Vec<Bytes> = Vec::new();
     let mut total = 0usize;
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame?.into_data() else {
+    loop {
+        let frame = tokio::select! {
+            f = body.frame() => f,
+            () = grant.evicted() => return Err(Unread::Cut(Cut::Evicted)),
+        };
+        let Some(frame) = frame else { break };
+        let Ok(data) = frame.map_err(Unread::Body)?.into_data() else {
             continue; // trailers
         };
         total += data.len();
         if total > MAX_BODY_BYTES {
             if total > DRAIN_LIMIT {
-                return Ok(None);
+                return Err(Unread::TooLarge);
             }
-            first = None;
-            buf = Vec::new();
+            frames = Vec::new();
+            grant.give_back(grant.held());
             continue;
         }
-        match first.take() {
-            None if buf.is_empty() => first = Some(data),
-            None => buf.extend_from_slice(&data),
-            Some(f) => {
-                buf.reserve(capacity.max(f.len() + data.len()));
-                buf.extend_from_slice(&f);
-                buf.extend_from_slice(&data);
-            }
-        }
+        grant.take(data.len(), deadline).await?;
+        frames.push(data);
     }
     if total > MAX_BODY_BYTES {
-        return Ok(None);
+        return Err(Unread::TooLarge);
     }
-    Ok(Some(first.unwrap_or_else(|| Bytes::from(buf))))
+    grant.arrived();
+    if frames.len() <= 1 {
+        return Ok(frames.pop().unwrap_or_default());
+    }
+    // Each frame is dropped once copied and the copy's pages are touched only as written: the
+    // bytes held stay `total`, moving from the frames to the copy.
+    let mut joined = Vec::with_capacity(total);
+    for f in frames {
+        joined.extend_from_slice(&f);
+    }
+    Ok(Bytes::from(joined))
 }
 
 async fn handle(state: &AppState, webhook: Webhook, req: Request) -> Response {
     let start = Instant::now();
-    let bytes = match read_review_body(state, req).await {
+    // Held until the answer is written: the parsed request borrows the body.
+    let mut grant = state.body_budget.grant();
+    let bytes = match read_review_body(state, req, &mut grant).await {
         Ok(b) => b,
         Err(refused) => return refused,
     };
@@ -184,9 +217,13 @@ async fn handle(state: &AppState, webhook: Webhook, req: Request) -> Response {
     span.in_scope(|| answer(state, webhook, &req, start))
 }
 
-/// Check the content type and read the body (capped, with a deadline); a refusal is the
-/// response to send.
-async fn read_review_body(state: &AppState, req: Request) -> Result<Bytes, Response> {
+/// Check the content type and read the body (capped, within the budget, with a deadline); a
+/// refusal is the response to send.
+async fn read_review_body(
+    state: &AppState,
+    req: Request,
+    grant: &mut Grant,
+) -> Result<Bytes, Response> {
     let (parts, body) = req.into_parts();
     let reject = |e: HttpError, status: StatusCode, msg: String| {
         state.metrics.http_error(e);
@@ -203,13 +240,6 @@ async fn read_review_body(state: &AppState, req: Request) -> Result<Bytes, Respo
             format!("content type must be application/json, got {got}\n"),
         ));
     }
-    let too_large = || {
-        reject(
-            HttpError::PayloadTooLarge,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is over the {MAX_BODY_BYTES} byte limit\n"),
-        )
-    };
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -217,26 +247,70 @@ async fn read_review_body(state: &AppState, req: Request) -> Result<Bytes, Respo
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > DRAIN_LIMIT as u64) {
         // Not worth reading: answer now (the connection or stream is then reset).
-        return Err(too_large());
+        return Err(unread(state, Unread::TooLarge, parts.version));
     }
-    let capacity = declared.map_or(0, |n| n.min(MAX_BODY_BYTES as u64) as usize);
-    match tokio::time::timeout(state.request_timeout, read_body(body, capacity)).await {
-        Ok(Ok(Some(b))) => Ok(b),
-        Ok(Ok(None)) => Err(too_large()),
-        Ok(Err(e)) => Err(reject(
+    let timeout = state.request_timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
+    match tokio::time::timeout(timeout, read_body(body, grant, deadline)).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(e)) => Err(unread(state, e, parts.version)),
+        Err(_) => Err(unread(state, Unread::Cut(Cut::Timeout), parts.version)),
+    }
+}
+
+/// The answer to a body that was not read whole. A refused or cut body is not read further: on
+/// HTTP/1.1 its connection is closed after the answer (HTTP/2 resets the stream).
+fn unread(state: &AppState, e: Unread, version: axum::http::Version) -> Response {
+    let reject = |e: HttpError, status: StatusCode, msg: String| {
+        state.metrics.http_error(e);
+        text(status, msg)
+    };
+    let close = matches!(e, Unread::Refused(_) | Unread::Cut(_));
+    let mut r = match e {
+        Unread::TooLarge => reject(
+            HttpError::PayloadTooLarge,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is over the {MAX_BODY_BYTES} byte limit\n"),
+        ),
+        Unread::Body(e) => reject(
             HttpError::BodyRead,
             StatusCode::BAD_REQUEST,
             format!("cannot read the body: {e}\n"),
-        )),
-        Err(_) => Err(reject(
-            HttpError::Timeout,
-            StatusCode::REQUEST_TIMEOUT,
-            format!(
-                "the body did not arrive within {:?} (--request-timeout)\n",
-                state.request_timeout
-            ),
-        )),
+        ),
+        Unread::Refused(r) => {
+            let mut resp = reject(
+                HttpError::BodyBudget,
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the webhook's memory for request bodies is in use by other requests \
+                     (--request-body-budget {} bytes, waited {BUDGET_WAIT:?}); retry\n",
+                    r.limit
+                ),
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            resp
+        }
+        Unread::Cut(why) => {
+            state.body_budget.metrics().cut(why);
+            let msg = match why {
+                Cut::Timeout => format!(
+                    "the body did not arrive within {:?} (--request-timeout)\n",
+                    state.request_timeout
+                ),
+                Cut::Evicted => format!(
+                    "the body was still arriving after {EVICT_AFTER:?} while the webhook's memory \
+                     for request bodies (--request-body-budget) was needed by other requests\n"
+                ),
+            };
+            reject(HttpError::Timeout, StatusCode::REQUEST_TIMEOUT, msg)
+        }
+    };
+    if close && version <= axum::http::Version::HTTP_11 {
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    r
 }
 
 /// The answer the admission routes give to an AdmissionReview `body`, without HTTP, metrics or

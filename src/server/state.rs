@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::budget::BodyBudget;
 use super::metrics::AdmissionMetrics;
 use crate::config::ConfigStore;
 use crate::settings::Settings;
@@ -18,10 +19,12 @@ pub struct AppState {
     pub metrics: AdmissionMetrics,
     /// How long a request (body included) may take.
     pub request_timeout: Duration,
+    /// The memory all request bodies being read or reviewed may hold together.
+    pub body_budget: BodyBudget,
 }
 
 impl AppState {
-    /// State reading `config`.
+    /// State reading `config`, with the default body budget (its metrics unregistered).
     pub fn new(
         config: ConfigStore,
         settings: Settings,
@@ -33,6 +36,13 @@ impl AppState {
             settings,
             metrics,
             request_timeout,
+            body_budget: BodyBudget::unregistered(),
         }
+    }
+
+    /// The same with `budget` for the request bodies.
+    pub fn with_body_budget(mut self, budget: BodyBudget) -> Self {
+        self.body_budget = budget;
+        self
     }
 }

@@ -1,5 +1,6 @@
-//! The trials: the Dockerfile lints clean, the image carries its metadata, and a container of it
-//! runs hardened, serves /readyz and answers a review over TLS.
+//! The trials: the Dockerfile lints clean, the image carries its metadata and a scannable binary
+//! with its SBOM beside it, and a container of it runs hardened, serves /readyz and answers a
+//! review over TLS.
 
 use std::os::unix::fs::chown;
 use std::path::Path;
@@ -8,7 +9,7 @@ use std::process::{Command, Stdio};
 use base64::Engine;
 use serde_json::Value;
 
-use super::build::inspect;
+use super::build::{inspect, sbom_path, shipped_binary};
 use super::container::{Container, config_mount, run_to_exit};
 use super::tools::{BIN, ROOT, hadolint, text, work_dir};
 
@@ -201,4 +202,109 @@ pub fn ephemeral_certificate_without_a_writable_tmp_fails_clearly() {
         "{}",
         text(&out)
     );
+}
+
+/// Crates every scan of the binary must find: the Kubernetes client, TLS, HTTP, the runtime.
+const KEY_CRATES: [&str; 5] = ["kube", "rustls", "hyper", "tokio", "serde_json"];
+
+/// The shipped binary carries cargo auditable's `.dep-v0` section (zlib-compressed JSON, as
+/// trivy, grype and `cargo audit bin` read it), listing this crate as root and its dependencies
+/// with versions from Cargo.lock.
+pub fn binary_embeds_its_dependency_list() {
+    let bin = shipped_binary();
+    let section = work_dir().join("dep-v0.zlib");
+    let out = Command::new("objcopy")
+        .arg("--dump-section")
+        .arg(format!(".dep-v0={}", section.display()))
+        .arg(&bin)
+        .arg(work_dir().join("objcopy.out"))
+        .output()
+        .expect("objcopy (binutils) runs");
+    assert!(
+        out.status.success(),
+        "no .dep-v0 in {bin:?}: {}",
+        text(&out)
+    );
+    // Decompressed by Python's zlib, as no Rust zlib is a dependency here.
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zlib; sys.stdout.buffer.write(zlib.decompress(open(sys.argv[1], 'rb').read()))",
+        ])
+        .arg(&section)
+        .output()
+        .expect("python3 runs");
+    assert!(out.status.success(), "decompress .dep-v0: {}", text(&out));
+    let _ = std::fs::remove_file(&section);
+    let _ = std::fs::remove_file(work_dir().join("objcopy.out"));
+    let deps: Value = serde_json::from_slice(&out.stdout).expect(".dep-v0 is JSON");
+    let packages = deps["packages"].as_array().expect("a package list");
+    let find = |name: &str| packages.iter().find(|p| p["name"] == name);
+    let root = find("carto-wi-webhook").expect("this crate in the list");
+    assert_eq!(root["root"], true);
+    assert_eq!(root["version"], env!("CARGO_PKG_VERSION"));
+    let lock = std::fs::read_to_string(Path::new(ROOT).join("Cargo.lock")).unwrap();
+    for name in KEY_CRATES {
+        let p = find(name).unwrap_or_else(|| panic!("{name} missing from .dep-v0: {deps}"));
+        assert_eq!(p["source"], "crates.io", "{p}");
+        let version = p["version"].as_str().unwrap();
+        assert!(
+            lock.contains(&format!("name = \"{name}\"\nversion = \"{version}\"")),
+            "{name} {version} is not the version in Cargo.lock"
+        );
+    }
+    // Dev-dependencies are not compiled into it.
+    for dev in ["criterion", "proptest", "reqwest"] {
+        assert!(find(dev).is_none(), "{dev} listed in the binary");
+    }
+}
+
+/// The build wrote a CycloneDX SBOM (JSON, spec 1.5) next to the image, naming the binary and
+/// every key crate with its package URL.
+pub fn sbom_lists_the_dependencies() {
+    let path = sbom_path();
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let bom: Value = serde_json::from_str(&text).expect("the SBOM is JSON");
+    assert_eq!(bom["bomFormat"], "CycloneDX");
+    assert_eq!(bom["specVersion"], "1.5");
+    let subject = &bom["metadata"]["component"];
+    assert_eq!(subject["name"], "carto-wi-webhook");
+    assert_eq!(subject["version"], env!("CARGO_PKG_VERSION"));
+    let components = bom["components"].as_array().expect("components");
+    for name in KEY_CRATES {
+        let c = components
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing from the SBOM"));
+        let version = c["version"].as_str().unwrap();
+        assert_eq!(c["purl"], format!("pkg:cargo/{name}@{version}"), "{c}");
+    }
+    for dev in ["criterion", "proptest", "reqwest"] {
+        assert!(
+            !components.iter().any(|c| c["name"] == dev),
+            "{dev} listed in the SBOM"
+        );
+    }
+}
+
+/// The Debian packages of the libraries shipped are declared where scanners look in an image
+/// without a dpkg database (var/lib/dpkg/status.d/, as distroless does), with the host's
+/// versions, and /etc/os-release names the distribution.
+pub fn declares_its_debian_packages() {
+    let rootfs = work_dir().join("context/rootfs");
+    let status = rootfs.join("var/lib/dpkg/status.d/libc6");
+    let record = std::fs::read_to_string(&status).unwrap_or_else(|e| panic!("{status:?}: {e}"));
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", "libc6"])
+        .output()
+        .expect("dpkg-query runs");
+    let version = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!version.is_empty(), "{}", text(&out));
+    assert!(record.starts_with("Package: libc6\n"), "{record}");
+    assert!(
+        record.contains(&format!("\nVersion: {version}\n")),
+        "{record}"
+    );
+    let os = std::fs::read_to_string(rootfs.join("etc/os-release")).unwrap();
+    assert!(os.contains("ID=debian"), "{os}");
 }

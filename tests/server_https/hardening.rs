@@ -21,7 +21,7 @@ use super::support::*;
 const BIN: &str = env!("CARGO_BIN_EXE_carto-wi-webhook");
 
 /// A TLS client trusting `ca_pem`, offering `alpn`.
-fn client_config(ca_pem: &[u8], alpn: &[u8]) -> Arc<rustls::ClientConfig> {
+pub(super) fn client_config(ca_pem: &[u8], alpn: &[u8]) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(ca_pem) {
         roots.add(c.unwrap()).unwrap();
@@ -36,7 +36,7 @@ fn client_config(ca_pem: &[u8], alpn: &[u8]) -> Arc<rustls::ClientConfig> {
     Arc::new(config)
 }
 
-async fn connect(
+pub(super) async fn connect(
     addr: SocketAddr,
     config: &Arc<rustls::ClientConfig>,
 ) -> std::io::Result<TlsStream<TcpStream>> {
@@ -47,7 +47,7 @@ async fn connect(
 }
 
 /// Read until the peer closes (EOF or reset), failing after `secs` seconds.
-async fn closed_within<S: AsyncRead + Unpin>(s: &mut S, secs: u64, what: &str) {
+pub(super) async fn closed_within<S: AsyncRead + Unpin>(s: &mut S, secs: u64, what: &str) {
     let mut buf = [0u8; 4096];
     let read_to_end = async {
         loop {
@@ -258,17 +258,17 @@ async fn the_admission_cap_holds_and_health_answers_under_a_flood() {
 }
 
 /// The binary, its standard error going to a file.
-struct Bin {
+pub(super) struct Bin {
     child: Child,
     stderr: PathBuf,
     _dir: tempfile::TempDir,
-    ca: PathBuf,
+    pub(super) ca: PathBuf,
 }
 
 impl Bin {
     /// Run `serve` standalone on ephemeral ports; `wrapper` runs before the binary (e.g.
     /// `prlimit`).
-    fn start(wrapper: &[&str], extra: &[&str]) -> Self {
+    pub(super) fn start(wrapper: &[&str], extra: &[&str]) -> Self {
         let files = Files::new();
         let stderr = files.path("stderr.log");
         let ca = files.path("ca.crt");
@@ -308,6 +308,10 @@ impl Bin {
         }
     }
 
+    pub(super) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn log(&self) -> String {
         String::from_utf8_lossy(&std::fs::read(&self.stderr).unwrap()).into_owned()
     }
@@ -317,7 +321,7 @@ impl Bin {
     }
 
     /// (admission, admin) addresses, from the startup lines (JSON or text).
-    async fn addrs(&self) -> (SocketAddr, SocketAddr) {
+    pub(super) async fn addrs(&self) -> (SocketAddr, SocketAddr) {
         let find = |log: &str, prefix: &str| {
             log.lines().filter(|l| l.contains(prefix)).find_map(|l| {
                 let at = l.find("addr")? + "addr".len();
@@ -338,7 +342,7 @@ impl Bin {
         .await
     }
 
-    async fn metric(&self, admin: SocketAddr, series: &str) -> u64 {
+    pub(super) async fn metric(&self, admin: SocketAddr, series: &str) -> u64 {
         let body = reqwest::get(format!("http://{admin}/metrics"))
             .await
             .unwrap()
