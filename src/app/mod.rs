@@ -186,6 +186,21 @@ impl std::fmt::Debug for App {
     }
 }
 
+/// What every admission request reads: the config store, the settings, the metrics, the time
+/// and memory budgets.
+fn admission_state(args: &ServeArgs, store: ConfigStore, metrics: &Metrics) -> Arc<AppState> {
+    let budget = BodyBudget::new(args.http.request_body_budget, metrics.body_budget.clone());
+    Arc::new(
+        AppState::new(
+            store,
+            args.policy.settings(),
+            metrics.admission.clone(),
+            args.http.request_timeout,
+        )
+        .with_body_budget(budget),
+    )
+}
+
 impl App {
     /// Start everything but the admission listener's accept loop; `shutdown` stops it all.
     pub async fn start(args: ServeArgs, shutdown: Shutdown) -> Result<Self, StartError> {
@@ -227,18 +242,7 @@ impl App {
             )
             .map_err(StartError::Runtime)?;
         let tasks = sources.tasks.into_iter().map(tokio::spawn).collect();
-        let state = Arc::new(
-            AppState::new(
-                sources.store,
-                args.policy.settings(),
-                metrics.admission,
-                args.http.request_timeout,
-            )
-            .with_body_budget(BodyBudget::new(
-                args.http.request_body_budget,
-                metrics.body_budget,
-            )),
-        );
+        let state = admission_state(&args, sources.store, &metrics);
         Ok(Self {
             state,
             listener,
