@@ -77,47 +77,21 @@ pub(super) fn resolved_config_map(
         Resolved::Config(_, origin) | Resolved::Broken(_, origin) => origin,
         Resolved::None => return None,
     };
+    config_map_ref(ns, origin, ctx).map(|(reference, _)| reference)
+}
+
+/// The ConfigMap of `origin` for `ns` as last seen: a reference to it, and its entry.
+fn config_map_ref(
+    ns: &str,
+    origin: ConfigOrigin,
+    ctx: &Context,
+) -> Option<(ObjectReference, crate::config::ConfigEntry)> {
     let watched = ctx.watched.load();
     let cm_ns = match origin {
         ConfigOrigin::Namespace => ns,
         ConfigOrigin::Default => watched.own_namespace(),
     };
     let seen = watched.config_map(cm_ns)?;
-    Some(ObjectReference {
-        api_version: Some("v1".into()),
-        kind: Some("ConfigMap".into()),
-        name: Some(ctx.settings.config_map.clone()),
-        namespace: Some(cm_ns.to_owned()),
-        uid: Some(seen.uid.clone()),
-        resource_version: Some(seen.resource_version.clone()),
-        ..ObjectReference::default()
-    })
-}
-
-/// A Warning Event on the invalid ConfigMap that applies to `ns` (once per version of it).
-pub(super) async fn report_invalid_config(
-    ns: &str,
-    origin: ConfigOrigin,
-    problems: usize,
-    ctx: &Context,
-) -> Result<()> {
-    let watched = ctx.watched.load();
-    let cm_ns = match origin {
-        ConfigOrigin::Namespace => ns,
-        ConfigOrigin::Default => watched.own_namespace(),
-    };
-    let Some(seen) = watched.config_map(cm_ns) else {
-        return Ok(());
-    };
-    let crate::config::ConfigEntry::Invalid(list) = &seen.entry else {
-        return Ok(());
-    };
-    let text: Vec<String> = list.iter().map(ToString::to_string).collect();
-    let mut note = format!(
-        "{problems} problem(s), Workload Identity not applied: {}",
-        text.join("; ")
-    );
-    truncate(&mut note, 1000);
     let reference = ObjectReference {
         api_version: Some("v1".into()),
         kind: Some("ConfigMap".into()),
@@ -127,6 +101,27 @@ pub(super) async fn report_invalid_config(
         resource_version: Some(seen.resource_version.clone()),
         ..ObjectReference::default()
     };
+    Some((reference, seen.entry.clone()))
+}
+
+/// A Warning Event on the invalid ConfigMap that applies to `ns` (once per version of it).
+pub(super) async fn report_invalid_config(
+    ns: &str,
+    origin: ConfigOrigin,
+    problems: usize,
+    ctx: &Context,
+) -> Result<()> {
+    let Some((reference, crate::config::ConfigEntry::Invalid(list))) =
+        config_map_ref(ns, origin, ctx)
+    else {
+        return Ok(());
+    };
+    let text: Vec<String> = list.iter().map(ToString::to_string).collect();
+    let mut note = format!(
+        "{problems} problem(s), Workload Identity not applied: {}",
+        text.join("; ")
+    );
+    truncate(&mut note, 1000);
     ctx.throttle().await;
     ctx.events
         .post_once(&reference, EventType::Warning, INVALID_CONFIG, note)
