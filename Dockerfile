@@ -26,10 +26,10 @@ WORKDIR /src
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     cargo install --locked cargo-auditable@0.7.7 cargo-cyclonedx@0.5.9
 COPY Cargo.toml Cargo.lock ./
-# Cargo reads every target the manifest names (tests, benches, examples) before building one.
+# Cargo reads every target the manifest names (tests, bench/) before building one.
 COPY src ./src
 COPY tests ./tests
-COPY benches ./benches
+COPY bench ./bench
 COPY examples ./examples
 COPY image/rootfs.sh image/sbom.sh ./image/
 # The registry and the target dir are BuildKit caches: a source change rebuilds only this crate.

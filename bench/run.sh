@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
-# Runs every benchmark of carto-wi-webhook and prints one markdown table (benches/RESULTS.md
+# Runs every benchmark of carto-wi-webhook and prints one markdown table (bench/RESULTS.md
 # explains each number). About 8-9 minutes on 2 cores once built (a cold release build, fat LTO, adds ~10).
 #
 #   bench/run.sh            # everything
 #   RUNS=5 DURATION=5 bench/run.sh
 #
-# 1. in-process (criterion, benches/admission.rs): one review, parse + decide + respond, and the
+# 1. in-process (criterion, bench/admission.rs): one review, parse + decide + respond, and the
 #    decision alone; ServiceAccount, ConfigMap; 1..128 containers; 1..10,000 namespace configs.
-# 2. memory (benches/memory.rs): heap of the config cache with 10,000 namespace ConfigMaps.
+# 2. memory (bench/memory.rs): heap of the config cache with 10,000 namespace ConfigMaps.
 # 3. instructions (callgrind, when valgrind is installed): one review in-process
-#    (benches/memory.rs) and one request through the real admission router and through the
-#    floor's (benches/router.rs), body in, bytes out.
-# 4. over the wire (examples/loadbench.rs): the release server (standalone, TLS) and the floor
-#    server (examples/floor_server.rs) in the same run, HTTP/1.1 keep-alive and h2: saturation,
+#    (bench/memory.rs) and one request through the real admission router and through the
+#    floor's (bench/router.rs), body in, bytes out.
+# 4. over the wire (bench/loadbench.rs): the release server (standalone, TLS) and the floor
+#    server (bench/floor_server.rs) in the same run, HTTP/1.1 keep-alive and h2: saturation,
 #    then open loop at 2,000 req/s and at 50 % of each server's own maximum; idle and peak RSS;
 #    start to /readyz.
 #    Servers run on core 1, the client on core 0 (one core each), when there are 2+ cores.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Soak with faults (issue 9, item 6). Two parts, each printing a markdown table:
 #
-# 1. standalone (examples/soak.rs): the release `serve --config FILE --tls-cert C --tls-key K` on
+# 1. standalone (bench/soak.rs): the release `serve --config FILE --tls-cert C --tls-key K` on
 #    loopback, driven at half its own maximum (measured first, closed loop) for DURATION, HTTP/1.1
 #    keep-alive over TLS, /mutate and /validate of CARTO's workspace-api review, while the
 #    certificate rotates every 10 s (Secret-volume symlink swap) and the config changes every

@@ -1,8 +1,8 @@
 //! The floor's router: `POST /mutate` and `POST /validate` answer one constant allowed
 //! AdmissionReview after reading the body to the end, without parsing it; `GET /readyz` says ok.
 //!
-//! Shared with `#[path]` by the floor server (`examples/floor_server.rs`) and the router
-//! instruction count (`benches/router.rs`), so both measure the very same handlers.
+//! Shared with `#[path]` by the floor server (`bench/floor_server.rs`) and the router
+//! instruction count (`bench/router.rs`), so both measure the very same handlers.
 
 use axum::Router;
 use axum::body::Bytes;

@@ -4,12 +4,12 @@
 //! `POST /validate` with one constant allowed AdmissionReview. The body is read to the end but
 //! never parsed: whatever the real server costs beyond this is the webhook's own work.
 //!
-//! The routes are in `benches/common/floor.rs`, which the router instruction count
-//! (`benches/router.rs`) shares.
+//! The routes are in `bench/common/floor.rs`, which the router instruction count
+//! (`bench/router.rs`) shares.
 //!
 //! `cargo run --release --example floor_server -- --listen 127.0.0.1:9443 --tls-cert C --tls-key K`
 
-#[path = "../benches/common/floor.rs"]
+#[path = "common/floor.rs"]
 mod floor;
 
 use std::net::SocketAddr;

@@ -2,7 +2,7 @@
 //! realistic AdmissionReview bodies built from the CARTO chart fixture, synthetic Deployments and
 //! snapshots holding many namespace ConfigMaps.
 //!
-//! Included with `#[path]` from `examples/loadbench.rs` too, so not every item is used everywhere.
+//! Included with `#[path]` from `bench/loadbench.rs` too, so not every item is used everywhere.
 #![allow(dead_code)]
 
 use carto_wi_webhook::admission::view::{self, ReviewRequest};

@@ -21,7 +21,7 @@
 //! `soak --server BIN --review FILE --out DIR [--duration S] [--saturation S]
 //!  [--server-cpus LIST] [--reload-interval MS] [--connections N]`
 
-#[path = "../benches/common/mod.rs"]
+#[path = "common/mod.rs"]
 mod common;
 
 use std::collections::{BTreeMap, HashMap};

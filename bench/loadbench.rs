@@ -1,5 +1,5 @@
 //! Over-the-wire load benchmark of `carto-wi-webhook serve`, next to the floor server
-//! (`examples/floor_server.rs`), plus start-up time, memory and the report `bench/run.sh` prints.
+//! (`bench/floor_server.rs`), plus start-up time, memory and the report `bench/run.sh` prints.
 //!
 //! The load generator is this small Rust client (hyper 1 low-level client connections over
 //! tokio-rustls, on a single-threaded tokio runtime so it takes at most one of the two cores):
@@ -33,7 +33,7 @@
 //!   started by hand (e.g. under `perf record`), print the phase summary.
 //! - `certs --out DIR`: write the CA, certificate and key that `wire` uses, for such a server.
 
-#[path = "../benches/common/mod.rs"]
+#[path = "common/mod.rs"]
 mod common;
 
 use std::collections::BTreeMap;
