@@ -12,6 +12,8 @@ mod carto;
 mod config;
 #[path = "core/extras.rs"]
 mod extras;
+#[path = "core/golden.rs"]
+mod golden;
 #[path = "core/mutation.rs"]
 mod mutation;
 #[path = "core/offline.rs"]

@@ -584,3 +584,19 @@ fn config_from_the_view_matches_the_json_reading() {
         );
     }
 }
+
+/// The reference core gives the golden decisions too (what the golden files were made from).
+#[test]
+fn the_reference_core_gives_the_golden_decisions() {
+    let reference_decide = |w: Webhook, b: &[u8], snap: &ConfigSnapshot, s: &Settings| {
+        reference::review(w, &full_parse(b).expect("full parse"), snap, s)
+    };
+    for case in super::golden::cases() {
+        assert_eq!(
+            super::golden::golden(&case, &reference_decide),
+            super::golden::golden(&case, &super::golden::decide),
+            "{}",
+            case.title
+        );
+    }
+}
