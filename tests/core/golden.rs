@@ -1,6 +1,6 @@
 //! Golden decision files: what the core decides on /mutate and /validate for every fixture
-//! object (tests/fixtures, examples/*.json) under every Settings × config snapshot below,
-//! committed under tests/core/golden/. A rule change is a reviewed diff of these files:
+//! object (tests/fixtures, examples/*.json) under every Settings × config snapshot below, and
+//! how a few ConfigMaps read, committed under tests/core/golden/. A rule change is a reviewed diff of these files:
 //! regenerate them with the command in [`UPDATE`] (only ever run by hand, never by CI).
 
 use std::collections::BTreeSet;
@@ -297,22 +297,87 @@ fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/core/golden")
 }
 
-/// The core's decisions on every fixture object are the committed golden files.
+/// The ConfigMaps whose reading (configuration or problems, same messages, same order) is
+/// pinned: repeated keys, non-string values, `binaryData`, another kind, and the fixture.
+pub fn config_texts() -> Vec<String> {
+    let data = format!(
+        r#"{{"{WORKFLOWS_TEMP}":"{TEMP_V}","{BILLING_PROJECT}":5,"{SA_EMAIL}":"bad value","{WORKFLOWS_TEMP}":"x","TYPO_KEY":null}}"#
+    );
+    vec![
+        format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"c"}},"data":{data}}}"#),
+        format!(r#"{{"kind":"ConfigMap","data":{data},"binaryData":{{"b":"eA==","a":"","b":""}}}}"#),
+        format!(r#"{{"kind":"Secret","data":{data}}}"#),
+        r#"{"kind":"ConfigMap","data":["x"],"binaryData":null}"#.to_owned(),
+        r#"{"kind":"ConfigMap","data":null}"#.to_owned(),
+        r#"{"kind":5,"data":{}}"#.to_owned(),
+        r#"{"data":{"WORKSPACE_WORKLOAD_IDENTITY_SERVICE_ACCOUNT_EMAIL":"carto-wi@acme-analytics.iam.gserviceaccount.com"}}"#.to_owned(),
+        fixture("configmap-valid.yaml"),
+    ]
+}
+
+/// A config text as a JSON value (the JSON ones as JSON, the fixture as YAML).
+pub fn config_value(text: &str) -> Value {
+    serde_json::from_str(text)
+        .unwrap_or_else(|_| carto_wi_webhook::yaml::parse(text).expect("config text parses"))
+}
+
+/// A ConfigMap reading as the golden file shows it.
+pub fn render_config(
+    r: &Result<WorkloadIdentityConfig, Vec<carto_wi_webhook::config::ConfigProblem>>,
+) -> Value {
+    match r {
+        Ok(c) => json!({"config": format!("{c:#?}").lines().collect::<Vec<_>>()}),
+        Err(problems) => {
+            let p: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            json!({"problems": p})
+        }
+    }
+}
+
+/// The golden document of the ConfigMap readings, by `read`.
+pub fn config_golden(
+    read: &dyn Fn(
+        &Value,
+    )
+        -> Result<WorkloadIdentityConfig, Vec<carto_wi_webhook::config::ConfigProblem>>,
+) -> Value {
+    let readings: Vec<Value> = config_texts()
+        .iter()
+        .map(|t| json!({"configMap": t, "reading": render_config(&read(&config_value(t)))}))
+        .collect();
+    json!({"readings": readings})
+}
+
+/// Every golden file: its name and the text the core gives now.
+fn golden_files() -> Vec<(String, String)> {
+    let pretty = |v: &Value| serde_json::to_string_pretty(v).expect("serializes") + "\n";
+    let cases = cases();
+    assert!(cases.len() > 30, "only {} fixture objects", cases.len());
+    let mut files: Vec<(String, String)> = cases
+        .iter()
+        .map(|c| (c.file.clone(), pretty(&golden(c, &decide))))
+        .collect();
+    let read = |v: &Value| carto_wi_webhook::config::config_from_object(v, &allowed());
+    files.push((
+        "configmap-readings.json".into(),
+        pretty(&config_golden(&read)),
+    ));
+    files
+}
+
+/// The core's decisions on every fixture object, and its ConfigMap readings, are the committed
+/// golden files.
 #[test]
 fn decisions_are_the_golden_files() {
     let update = std::env::var("GOLDEN_UPDATE").is_ok_and(|v| v == "1");
     let dir = golden_dir();
-    let cases = cases();
-    assert!(cases.len() > 30, "only {} fixture objects", cases.len());
     let mut failures = Vec::new();
     let mut expected = BTreeSet::new();
-    for case in &cases {
-        let text = serde_json::to_string_pretty(&golden(case, &decide)).expect("serializes") + "\n";
-        let path = dir.join(&case.file);
+    for (file, text) in golden_files() {
+        let path = dir.join(&file);
         assert!(
-            expected.insert(case.file.clone()),
-            "two cases named {}",
-            case.file
+            expected.insert(file.clone()),
+            "two golden files named {file}"
         );
         let committed = std::fs::read_to_string(&path);
         if committed.as_ref().is_ok_and(|c| *c == text) {
@@ -323,8 +388,8 @@ fn decisions_are_the_golden_files() {
             std::fs::write(&path, &text).expect("golden file writes");
         } else {
             match committed {
-                Ok(c) => failures.push(format!("{}:\n{}", case.file, line_diff(&c, &text))),
-                Err(e) => failures.push(format!("{}: {e}", case.file)),
+                Ok(c) => failures.push(format!("{file}:\n{}", line_diff(&c, &text))),
+                Err(e) => failures.push(format!("{file}: {e}")),
             }
         }
     }

@@ -600,3 +600,14 @@ fn the_reference_core_gives_the_golden_decisions() {
         );
     }
 }
+
+/// The reference reading of ConfigMaps gives the golden readings too.
+#[test]
+fn the_reference_config_reading_is_golden() {
+    let reference_read = |v: &Value| reference::config::config_from_object(v, &allowed());
+    let read = |v: &Value| carto_wi_webhook::config::config_from_object(v, &allowed());
+    assert_eq!(
+        super::golden::config_golden(&reference_read),
+        super::golden::config_golden(&read)
+    );
+}
