@@ -22,8 +22,6 @@ mod offline;
 mod props;
 #[path = "core/pruned.rs"]
 mod pruned;
-#[path = "core/reference/mod.rs"]
-mod reference;
 #[path = "core/validation.rs"]
 mod validation;
 #[path = "core/wire.rs"]
