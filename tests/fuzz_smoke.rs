@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 /// A fuzz target, its dictionary and the number of inputs of the bounded run (sized to take
-/// about 30 s on the 2-core CI machine; libFuzzer's rates are in README "Fuzzing").
+/// about 30 s on the 2-core CI machine; libFuzzer's rates are in CONTRIBUTING.md "Fuzzing").
 struct Target {
     name: &'static str,
     dict: &'static str,

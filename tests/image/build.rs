@@ -58,7 +58,7 @@ pub fn build_image() -> Result<(), String> {
     Ok(())
 }
 
-/// Where the build writes the image's SBOM: beside the build context, as the README says.
+/// Where the build writes the image's SBOM: beside the build context, as docs/operations.md says.
 pub fn sbom_path() -> PathBuf {
     work_dir().join("carto-wi-webhook.cdx.json")
 }

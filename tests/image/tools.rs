@@ -1,5 +1,5 @@
 //! buildah, podman and hadolint as the image test runs them: a private vfs storage under the
-//! target dir, runc with cgroupfs, no default ulimits (the README's "Container image" recipe).
+//! target dir, runc with cgroupfs, no default ulimits (the "Container image" recipe of docs/operations.md).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
