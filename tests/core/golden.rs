@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::common::*;
 
 /// The one command that rewrites the golden files from the core's current decisions.
-pub const UPDATE: &str = "GOLDEN_UPDATE=1 cargo test --test core golden";
+pub const UPDATE: &str = "GOLDEN_UPDATE=1 cargo test --locked --test core golden";
 
 /// Every Settings the decisions depend on, in several combinations, each with a short name.
 pub fn all_settings() -> Vec<(&'static str, Settings)> {
