@@ -12,6 +12,8 @@ mod carto;
 mod config;
 #[path = "core/extras.rs"]
 mod extras;
+#[path = "core/golden.rs"]
+mod golden;
 #[path = "core/mutation.rs"]
 mod mutation;
 #[path = "core/offline.rs"]
@@ -20,8 +22,6 @@ mod offline;
 mod props;
 #[path = "core/pruned.rs"]
 mod pruned;
-#[path = "core/reference/mod.rs"]
-mod reference;
 #[path = "core/validation.rs"]
 mod validation;
 #[path = "core/wire.rs"]
