@@ -11,6 +11,7 @@
 //!   rotating resolver they feed, and self-managed certificates kept in a Secret.
 //! - [`app`]: the `serve` process: startup order, shutdown, standalone and cluster mode.
 //! - [`cluster`]: cluster mode: the config watches, the elected reconciler, Events.
+//! - [`iam`]: the Google side: is the Workload Identity binding present (IAM API, cached).
 //! - [`settings`]: the policy settings and their flags; [`readiness`], [`shutdown`],
 //!   [`metrics`], [`logging`]: process-wide plumbing every component shares.
 //! - [`cli`]: the command line (only `main` uses it).
@@ -25,6 +26,7 @@ pub mod cluster;
 pub mod config;
 pub mod duration;
 mod file_poll;
+pub mod iam;
 pub mod limits;
 pub mod logging;
 pub mod metrics;

@@ -1,0 +1,100 @@
+//! Flags of the IAM binding check (cluster mode).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Args};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use super::client::{DEFAULT_ENDPOINT, IamClient};
+use super::credentials::{Credentials, CredentialsError};
+use super::http::HttpClient;
+use super::metrics::IamMetrics;
+use super::verifier::{Verifier, VerifierConfig};
+use crate::duration::parse_interval;
+
+/// Deadline of one token or IAM exchange.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How the webhook checks the Google side of Workload Identity.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "IAM binding check (cluster mode)")]
+pub struct IamArgs {
+    /// Read each configured Google service account's IAM policy and report whether the
+    /// namespace's Kubernetes ServiceAccount holds roles/iam.workloadIdentityUser on it.
+    #[arg(long, env = "CARTO_WI_VERIFY_IAM", default_value_t = false, action = ArgAction::Set, value_name = "BOOL")]
+    pub verify_iam: bool,
+
+    /// Base URL of the IAM API (a private endpoint, or a stand-in in tests).
+    #[arg(long, env = "CARTO_WI_IAM_ENDPOINT", default_value = DEFAULT_ENDPOINT, value_name = "URL")]
+    pub iam_endpoint: String,
+
+    /// Extra CA certificates (PEM) trusted for --iam-endpoint and the token endpoint, besides
+    /// the Mozilla roots.
+    #[arg(long, env = "CARTO_WI_IAM_CA_FILE", value_name = "FILE")]
+    pub iam_ca_file: Option<PathBuf>,
+
+    /// How long a service account's IAM policy is trusted before it is read again.
+    #[arg(long, env = "CARTO_WI_IAM_RECHECK", default_value = "10m", value_name = "DURATION", value_parser = parse_interval)]
+    pub iam_recheck: Duration,
+
+    /// Do not switch a namespace to a new Google service account until its binding is present.
+    #[arg(long, env = "CARTO_WI_REQUIRE_IAM_BINDING", default_value_t = false, action = ArgAction::Set, value_name = "BOOL")]
+    pub require_iam_binding: bool,
+}
+
+/// Why the IAM check cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum IamSetupError {
+    /// --iam-ca-file unreadable or not PEM.
+    #[error("--iam-ca-file {}: {message}", .path.display())]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The TLS configuration was refused.
+    #[error("IAM client TLS: {0}")]
+    Tls(#[from] rustls::Error),
+    /// No usable credentials source.
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+}
+
+impl IamArgs {
+    /// The verifier these flags describe, with credentials from the process environment.
+    pub fn verifier(&self, metrics: IamMetrics) -> Result<Verifier, IamSetupError> {
+        let http = HttpClient::new(&self.extra_roots()?, REQUEST_TIMEOUT)?;
+        let credentials = Credentials::from_env(http.clone())?;
+        tracing::info!(credentials = %credentials.describe(), endpoint = %self.iam_endpoint, "IAM binding check on");
+        let config = VerifierConfig {
+            recheck: self.iam_recheck,
+            ..VerifierConfig::default()
+        };
+        Ok(Verifier::new(
+            IamClient::new(&self.iam_endpoint, http, credentials),
+            config,
+            metrics,
+        ))
+    }
+
+    fn extra_roots(&self) -> Result<Vec<CertificateDer<'static>>, IamSetupError> {
+        let Some(path) = &self.iam_ca_file else {
+            return Ok(Vec::new());
+        };
+        let err = |message: String| IamSetupError::CaFile {
+            path: path.clone(),
+            message,
+        };
+        let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+        let roots = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| err(format!("not PEM certificates: {e}")))?;
+        if roots.is_empty() {
+            return Err(err("no certificate in the file".to_owned()));
+        }
+        Ok(roots)
+    }
+}
