@@ -2,7 +2,8 @@
 //! One getIamPolicy per Google service account per recheck interval whatever the number of
 //! namespaces asking (callers for one account wait on the same fetch); an account never asked
 //! about is fetched at once; transient failures back off; every request waits its turn behind a
-//! minimum interval; logs carry one line per change of an account's outcome.
+//! minimum interval; logs carry one line per change of what an account's fetch yields (readable,
+//! or unknown for a given reason), so an outage of any length is one line, its end another.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as SyncMutex};
@@ -44,7 +45,8 @@ struct Account {
     answer: Option<Result<Arc<Policy>, UnknownReason>>,
     valid_until: Option<Instant>,
     failures: u32,
-    last_outcome: Option<&'static str>,
+    /// What the last fetch made of the account (`None`: readable), for logging changes only.
+    last_logged: Option<Option<UnknownReason>>,
 }
 
 impl Account {
@@ -131,9 +133,10 @@ impl Verifier {
             Err(e) => e.outcome(),
         };
         self.metrics.request(outcome);
-        if account.last_outcome != Some(outcome) {
+        let seen = result.as_ref().err().map(FetchError::reason);
+        if account.last_logged != Some(seen) {
             log_change(email, &result);
-            account.last_outcome = Some(outcome);
+            account.last_logged = Some(seen);
         }
         let (answer, ttl) = match result {
             Ok(policy) => {
