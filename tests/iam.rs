@@ -39,7 +39,7 @@ fn verifier(
     env: &[(&str, String)],
     config: VerifierConfig,
 ) -> (Verifier, Registry) {
-    let http = HttpClient::new(&[stand.ca.clone()], Duration::from_secs(5)).unwrap();
+    let http = HttpClient::new(std::slice::from_ref(&stand.ca), Duration::from_secs(5)).unwrap();
     let env: Vec<(String, String)> = env
         .iter()
         .map(|(k, v)| ((*k).to_owned(), v.clone()))

@@ -98,3 +98,55 @@ impl IamArgs {
         Ok(roots)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        iam: IamArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<IamArgs, clap::Error> {
+        let argv = std::iter::once("test").chain(args.iter().copied());
+        Cli::try_parse_from(argv).map(|c| c.iam)
+    }
+
+    #[test]
+    fn defaults_are_off_google_and_ten_minutes() {
+        let a = parse(&[]).unwrap();
+        assert!(!a.verify_iam && !a.require_iam_binding);
+        assert_eq!(a.iam_endpoint, "https://iam.googleapis.com");
+        assert_eq!(a.iam_recheck, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn zero_recheck_is_refused() {
+        assert!(parse(&["--iam-recheck", "0s"]).is_err());
+    }
+
+    #[test]
+    fn ca_file_without_certificates_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, "not a certificate\n").unwrap();
+        let a = parse(&["--iam-ca-file", path.to_str().unwrap()]).unwrap();
+        let e = a.extra_roots().unwrap_err();
+        assert!(e.to_string().contains("no certificate"), "{e}");
+    }
+
+    #[test]
+    fn ca_file_missing_names_the_flag() {
+        let a = parse(&["--iam-ca-file", "/nonexistent/ca.pem"]).unwrap();
+        let e = a.extra_roots().unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("--iam-ca-file /nonexistent/ca.pem"),
+            "{e}"
+        );
+    }
+}

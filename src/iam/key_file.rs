@@ -37,7 +37,7 @@ pub enum KeyFileError {
 #[derive(Debug)]
 pub enum KeyFile {
     /// A service-account key.
-    ServiceAccount(ServiceAccountKey),
+    ServiceAccount(Box<ServiceAccountKey>),
     /// A user's refresh token (`gcloud auth application-default login`).
     AuthorizedUser {
         /// OAuth client id.
@@ -95,12 +95,12 @@ impl KeyFile {
         match raw.kind.as_str() {
             "service_account" => {
                 let pem = raw.private_key.ok_or_else(|| missing("private_key"))?;
-                Ok(Self::ServiceAccount(ServiceAccountKey {
+                Ok(Self::ServiceAccount(Box::new(ServiceAccountKey {
                     client_email: raw.client_email.ok_or_else(|| missing("client_email"))?,
                     private_key_id: raw.private_key_id,
                     token_uri,
                     key: rsa_key(&pem)?,
-                }))
+                })))
             }
             "authorized_user" => Ok(Self::AuthorizedUser {
                 client_id: raw.client_id.ok_or_else(|| missing("client_id"))?,
