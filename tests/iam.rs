@@ -150,6 +150,63 @@ async fn standin_metadata_unreachable_is_unknown_credentials_and_backs_off() {
 }
 
 #[tokio::test]
+async fn standin_stalled_endpoint_times_out_as_api_error() {
+    let stand = StandIn::start().await;
+    // Accepts connections and never answers, not even the TLS handshake.
+    let stalled = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", stalled.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = stalled.accept().await {
+            held.push(conn);
+        }
+    });
+    let http =
+        HttpClient::new(std::slice::from_ref(&stand.ca), Duration::from_millis(300)).unwrap();
+    let metadata = [("GCE_METADATA_HOST".to_owned(), stand.metadata_host.clone())];
+    let creds = Credentials::from_lookup(http.clone(), |name| {
+        metadata
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    let mut registry = Registry::with_prefix("carto_wi");
+    let v = Verifier::new(
+        IamClient::new(&url, http, creds),
+        config(60_000, 60_000),
+        IamMetrics::register(&mut registry),
+    );
+    let state = tokio::time::timeout(Duration::from_secs(5), v.check(EMAIL, &member("carto")))
+        .await
+        .expect("the deadline ends the exchange");
+    assert_eq!(state, BindingState::Unknown(UnknownReason::ApiError));
+    let text = metrics_text(&registry);
+    assert!(
+        text.contains("carto_wi_iam_requests_total{outcome=\"transport_error\"} 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn standin_oversized_policy_is_refused_unread() {
+    let stand = StandIn::start().await;
+    // 40,000 members of ~40 bytes: over the 1 MiB bound on a policy answer.
+    let members: Vec<String> = (0..40_000).map(|i| member(&format!("ns-{i:06}"))).collect();
+    stand.grant(EMAIL, &members);
+    let (v, registry) = on_metadata(&stand, config(60_000, 60_000));
+    assert_eq!(
+        v.check(EMAIL, &member("ns-000001")).await,
+        BindingState::Unknown(UnknownReason::ApiError)
+    );
+    let text = metrics_text(&registry);
+    assert!(
+        text.contains("carto_wi_iam_requests_total{outcome=\"transport_error\"} 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn standin_200_namespaces_one_request_per_ttl() {
     let stand = StandIn::start().await;
     let members: Vec<String> = (0..200).map(|i| member(&format!("tenant-{i}"))).collect();

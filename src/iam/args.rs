@@ -27,7 +27,7 @@ pub struct IamArgs {
     pub verify_iam: bool,
 
     /// Base URL of the IAM API (a private endpoint, or a stand-in in tests).
-    #[arg(long, env = "CARTO_WI_IAM_ENDPOINT", default_value = DEFAULT_ENDPOINT, value_name = "URL")]
+    #[arg(long, env = "CARTO_WI_IAM_ENDPOINT", default_value = DEFAULT_ENDPOINT, value_name = "URL", value_parser = endpoint_url)]
     pub iam_endpoint: String,
 
     /// Extra CA certificates (PEM) trusted for --iam-endpoint and the token endpoint, besides
@@ -42,6 +42,25 @@ pub struct IamArgs {
     /// Do not switch a namespace to a new Google service account until its binding is present.
     #[arg(long, env = "CARTO_WI_REQUIRE_IAM_BINDING", default_value_t = false, action = ArgAction::Set, value_name = "BOOL")]
     pub require_iam_binding: bool,
+}
+
+/// An `https://` URL, or `http://` on a loopback address (bearer tokens never cross a network
+/// in clear).
+fn endpoint_url(s: &str) -> Result<String, String> {
+    let uri: hyper::Uri = s.parse().map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+    let host = uri.host().ok_or_else(|| format!("{s:?} has no host"))?;
+    let loopback = host == "localhost"
+        || host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match uri.scheme_str() {
+        Some("https") => Ok(s.to_owned()),
+        Some("http") if loopback => Ok(s.to_owned()),
+        _ => Err(format!(
+            "{s:?}: use https:// (http:// only on a loopback address)"
+        )),
+    }
 }
 
 /// Why the IAM check cannot start.
@@ -122,6 +141,16 @@ mod tests {
         assert!(!a.verify_iam && !a.require_iam_binding);
         assert_eq!(a.iam_endpoint, "https://iam.googleapis.com");
         assert_eq!(a.iam_recheck, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn endpoint_must_be_https_unless_loopback() {
+        assert!(parse(&["--iam-endpoint", "https://iam.example.internal:8443"]).is_ok());
+        assert!(parse(&["--iam-endpoint", "http://127.0.0.1:8080"]).is_ok());
+        assert!(parse(&["--iam-endpoint", "http://[::1]:8080"]).is_ok());
+        assert!(parse(&["--iam-endpoint", "http://iam.example.internal"]).is_err());
+        assert!(parse(&["--iam-endpoint", "ftp://127.0.0.1"]).is_err());
+        assert!(parse(&["--iam-endpoint", "iam.googleapis.com"]).is_err());
     }
 
     #[test]
