@@ -51,7 +51,8 @@ impl FetchError {
         match self {
             Self::Credentials(_) => UnknownReason::Credentials,
             Self::PermissionDenied => UnknownReason::PermissionDenied,
-            Self::NotFound => UnknownReason::NotFound,
+            // No service account can have an email that is not one.
+            Self::NotFound | Self::Email(_) => UnknownReason::NotFound,
             _ => UnknownReason::ApiError,
         }
     }
