@@ -24,6 +24,8 @@ use tokio_rustls::TlsAcceptor;
 
 use carto_wi_webhook::pki::CertificateAuthority;
 
+pub mod keys;
+
 const METADATA_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
 
 /// What `getIamPolicy` answers for one account.
