@@ -98,6 +98,18 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every value of [`Error::reason`], so the errors metric has each series from start-up.
+    pub const REASONS: [&'static str; 8] = [
+        "config",
+        "list_service_accounts",
+        "get_service_account",
+        "list_deployments",
+        "get",
+        "patch",
+        "encode",
+        "post_event",
+    ];
+
     /// The failing step, for the errors metric.
     pub fn reason(&self) -> &'static str {
         match self {

@@ -14,7 +14,8 @@ use super::cluster::ControlPlane;
 use super::cluster_mode::{ClusterWebhook, must};
 use super::kube::text;
 
-const DASHBOARD: &str = include_str!("../../charts/carto-wi-webhook/dashboards/carto-wi-webhook.json");
+const DASHBOARD: &str =
+    include_str!("../../charts/carto-wi-webhook/dashboards/carto-wi-webhook.json");
 const RULES_TEMPLATE: &str =
     include_str!("../../charts/carto-wi-webhook/templates/prometheusrule.yaml");
 const ALERTS_TEST: &str = include_str!("../promtool/alerts_test.yaml");
@@ -30,8 +31,14 @@ const VIEWED: [(&str, &str); 9] = [
     ("", "events"),
     ("apps", "deployments"),
     ("events.k8s.io", "events"),
-    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"),
-    ("admissionregistration.k8s.io", "validatingwebhookconfigurations"),
+    (
+        "admissionregistration.k8s.io",
+        "mutatingwebhookconfigurations",
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "validatingwebhookconfigurations",
+    ),
     ("coordination.k8s.io", "leases"),
 ];
 
@@ -101,7 +108,10 @@ pub fn chart_viewer_role_is_read_only(cp: &ControlPlane) {
         "metadata": {"name": name},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
         "subjects": [{"kind": "ServiceAccount", "name": "viewer", "namespace": ns}]});
-    let out = cp.kubectl(&["apply", "-f", "-"], Some(&list(vec![agg.clone(), binding])));
+    let out = cp.kubectl(
+        &["apply", "-f", "-"],
+        Some(&list(vec![agg.clone(), binding])),
+    );
     assert!(out.status.success(), "apply: {}", text(&out));
     let user = format!("system:serviceaccount:{ns}:viewer");
     for yes in [
@@ -142,7 +152,10 @@ pub fn chart_dashboard_configmap_holds_the_dashboard(cp: &ControlPlane) {
         "metrics.dashboard.labels.team=platform",
     ];
     let on = objects(&template(cp, "cdash", "mon", &args).unwrap());
-    let cm = on.iter().find(is_dashboard).expect("the dashboard ConfigMap");
+    let cm = on
+        .iter()
+        .find(is_dashboard)
+        .expect("the dashboard ConfigMap");
     assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
     assert_eq!(cm["metadata"]["labels"]["team"], "platform");
     let shipped = cm["data"]["carto-wi-webhook.json"].as_str().unwrap();
@@ -158,13 +171,17 @@ pub fn chart_dashboard_configmap_holds_the_dashboard(cp: &ControlPlane) {
             .iter()
             .filter_map(|t| t["expr"].as_str())
             .collect();
-        assert!(!exprs.is_empty() && exprs.iter().all(|e| e.contains("carto_wi_")), "{p}");
+        assert!(
+            !exprs.is_empty() && exprs.iter().all(|e| e.contains("carto_wi_")),
+            "{p}"
+        );
     }
 }
 
 /// promtool: $PROMTOOL, else the one on PATH (tests/setup.sh installs it). Missing is a failure.
 fn promtool() -> PathBuf {
-    let path = std::env::var_os("PROMTOOL").map_or_else(|| PathBuf::from("promtool"), PathBuf::from);
+    let path =
+        std::env::var_os("PROMTOOL").map_or_else(|| PathBuf::from("promtool"), PathBuf::from);
     let found = Command::new(&path).arg("--version").output();
     assert!(
         found.is_ok_and(|o| o.status.success()),
@@ -191,7 +208,11 @@ fn tested_alerts(case: &Value, firing: bool) -> BTreeSet<String> {
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|t| t["exp_alerts"].as_array().is_some_and(|a| a.is_empty() != firing))
+        .filter(|t| {
+            t["exp_alerts"]
+                .as_array()
+                .is_some_and(|a| a.is_empty() != firing)
+        })
         .filter_map(|t| t["alertname"].as_str().map(str::to_owned))
         .collect()
 }
@@ -203,7 +224,15 @@ pub fn chart_prometheus_rules_pass_promtool(cp: &ControlPlane) {
     let is_rule = |v: &&Value| v["kind"] == "PrometheusRule";
     let off = objects(&template(cp, "crule", "mon", &[]).unwrap());
     assert!(!off.iter().any(|v| is_rule(&v)), "off by default");
-    let on = objects(&template(cp, "crule", "mon", &["--set", "metrics.prometheusRule.enabled=true"]).unwrap());
+    let on = objects(
+        &template(
+            cp,
+            "crule",
+            "mon",
+            &["--set", "metrics.prometheusRule.enabled=true"],
+        )
+        .unwrap(),
+    );
     let rule = find(&on, "PrometheusRule");
     assert_eq!(rule["apiVersion"], "monitoring.coreos.com/v1");
     let spec = &rule["spec"];
@@ -212,18 +241,37 @@ pub fn chart_prometheus_rules_pass_promtool(cp: &ControlPlane) {
     let alerts = alert_names(spec);
     assert_eq!(alerts.len(), 6, "{alerts:?}");
     let cases = tests["tests"].as_array().unwrap();
-    assert_eq!(tested_alerts(&cases[0], true), alerts, "every alert fires in case 1");
-    assert_eq!(tested_alerts(&cases[1], false), alerts, "no alert fires in case 2");
+    assert_eq!(
+        tested_alerts(&cases[0], true),
+        alerts,
+        "every alert fires in case 1"
+    );
+    assert_eq!(
+        tested_alerts(&cases[1], false),
+        alerts,
+        "no alert fires in case 2"
+    );
 
     let dir = cp.dir.join("promtool");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("rules.yaml"), spec.to_string()).unwrap();
     std::fs::write(dir.join("alerts_test.yaml"), ALERTS_TEST).unwrap();
     let promtool = promtool();
-    for args in [["check", "rules", "rules.yaml"], ["test", "rules", "alerts_test.yaml"]] {
-        let out = Command::new(&promtool).args(args).current_dir(&dir).output().unwrap();
+    for args in [
+        ["check", "rules", "rules.yaml"],
+        ["test", "rules", "alerts_test.yaml"],
+    ] {
+        let out = Command::new(&promtool)
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "promtool {args:?}: {}", text(&out));
-        assert!(String::from_utf8_lossy(&out.stdout).contains("SUCCESS"), "{}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("SUCCESS"),
+            "{}",
+            text(&out)
+        );
     }
 
     let tuned = [
@@ -237,10 +285,24 @@ pub fn chart_prometheus_rules_pass_promtool(cp: &ControlPlane) {
     let tuned = objects(&template(cp, "crule", "mon", &tuned).unwrap());
     let rules = find(&tuned, "PrometheusRule")["spec"]["groups"][0]["rules"].clone();
     let expr = |alert: &str| -> String {
-        let r = rules.as_array().unwrap().iter().find(|r| r["alert"] == alert).unwrap();
-        r["expr"].as_str().unwrap().split_whitespace().collect::<Vec<_>>().join(" ")
+        let r = rules
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["alert"] == alert)
+            .unwrap();
+        r["expr"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
     };
-    assert!(expr("CartoWiAdmissionSlow").ends_with("> 12"), "{}", expr("CartoWiAdmissionSlow"));
+    assert!(
+        expr("CartoWiAdmissionSlow").ends_with("> 12"),
+        "{}",
+        expr("CartoWiAdmissionSlow")
+    );
     assert!(expr("CartoWiCertificateExpiresSoon").ends_with("< 21 * 86400"));
 }
 
@@ -299,7 +361,10 @@ pub fn cluster_metrics_dashboard_and_alerts_use_exposed_names(cp: &ControlPlane)
         let names = metric_names(text);
         assert!(names.len() >= 5, "{source}: {names:?}");
         let missing: Vec<&String> = names.iter().filter(|n| !exposed(&families, n)).collect();
-        assert!(missing.is_empty(), "{source} uses {missing:?}, not in /metrics:\n{scrape}");
+        assert!(
+            missing.is_empty(),
+            "{source} uses {missing:?}, not in /metrics:\n{scrape}"
+        );
     }
     hook.stop();
 }
