@@ -8,44 +8,12 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 
 use super::SelfManagedError;
-use super::manager::{Manager, unix_now};
+use super::manager::{Kind, Manager, Round, WebhookConfig, unix_now};
 use super::observe::{
     CA_CRT, CA_KEY, Observed, TLS_CRT, TLS_KEY, bundle_pem, observe_secret, parse_cas,
 };
 use crate::pki::Pair;
-use crate::pki::plan::{Ca, same_set};
-
-/// One webhook configuration, as read.
-pub(super) struct WebhookConfig {
-    pub(super) kind: Kind,
-    pub(super) name: String,
-    pub(super) resource_version: Option<String>,
-    /// Each webhook's name and the CAs of its `caBundle`.
-    pub(super) webhooks: Vec<(String, Vec<Ca>)>,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Kind {
-    Mutating,
-    Validating,
-}
-
-impl std::fmt::Display for Kind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Kind::Mutating => "MutatingWebhookConfiguration",
-            Kind::Validating => "ValidatingWebhookConfiguration",
-        })
-    }
-}
-
-/// What was read in one round.
-pub(super) struct Round {
-    pub(super) secret: Option<Secret>,
-    pub(super) observed: Observed,
-    pub(super) configs: Vec<WebhookConfig>,
-    pub(super) missing: Vec<String>,
-}
+use crate::pki::plan::same_set;
 
 /// A lost race (the object changed or was created meanwhile) is not an error: the caller
 /// re-reads and plans again.

@@ -12,8 +12,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 use rustls::crypto::CryptoProvider;
 
-use super::api::Round;
-use super::observe::{CA_CRT, TLS_CRT, TLS_KEY, parse_cas, verifies};
+use super::observe::{CA_CRT, Observed, TLS_CRT, TLS_KEY, parse_cas, verifies};
 use super::{CertStatus, SelfManagedArgs, SelfManagedError};
 use crate::pki::plan::{Ca, Policy, Step, plan};
 use crate::pki::{CertResolver, CertificateAuthority, Pair, provider};
@@ -36,6 +35,38 @@ pub struct Settled {
     pub wait: Duration,
     /// The webhook configurations not found.
     pub missing: Vec<String>,
+}
+
+/// One webhook configuration, as read.
+pub(super) struct WebhookConfig {
+    pub(super) kind: Kind,
+    pub(super) name: String,
+    pub(super) resource_version: Option<String>,
+    /// Each webhook's name and the CAs of its `caBundle`.
+    pub(super) webhooks: Vec<(String, Vec<Ca>)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Kind {
+    Mutating,
+    Validating,
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Mutating => "MutatingWebhookConfiguration",
+            Kind::Validating => "ValidatingWebhookConfiguration",
+        })
+    }
+}
+
+/// What was read in one round.
+pub(super) struct Round {
+    pub(super) secret: Option<Secret>,
+    pub(super) observed: Observed,
+    pub(super) configs: Vec<WebhookConfig>,
+    pub(super) missing: Vec<String>,
 }
 
 /// Does the work of [`super::SelfManaged`].
