@@ -9,11 +9,9 @@ use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 
 use super::SelfManagedError;
 use super::manager::{Kind, Manager, Round, WebhookConfig, unix_now};
-use super::observe::{
-    CA_CRT, CA_KEY, Observed, TLS_CRT, TLS_KEY, bundle_pem, observe_secret, parse_cas,
-};
+use super::observe::{CA_CRT, CA_KEY, TLS_CRT, TLS_KEY, bundle_pem, observe_secret, parse_cas};
 use crate::pki::Pair;
-use crate::pki::plan::same_set;
+use crate::pki::plan::{Ca, same_set};
 
 /// A lost race (the object changed or was created meanwhile) is not an error: the caller
 /// re-reads and plans again.
