@@ -125,3 +125,36 @@ fn after(settled: &Settled, retry: &mut Backoff, advance: bool) -> Duration {
         retry.current()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settled(missing: bool) -> Settled {
+        Settled {
+            secret: None,
+            wait: Duration::from_secs(45),
+            missing: if missing { vec!["x".into()] } else { vec![] },
+        }
+    }
+
+    #[test]
+    fn a_missing_configuration_is_retried_sooner_then_later_until_found() {
+        let mut retry = Backoff::doubling(FIRST_RETRY, RECHECK);
+        let timed: Vec<u64> = (0..8)
+            .map(|_| after(&settled(true), &mut retry, true).as_secs())
+            .collect();
+        assert_eq!(timed, [1, 2, 4, 8, 16, 32, 60, 60]);
+        retry.reset();
+        after(&settled(true), &mut retry, true);
+        let on_event = after(&settled(true), &mut retry, false);
+        assert_eq!(
+            on_event,
+            Duration::from_secs(2),
+            "an event does not grow it"
+        );
+        assert_eq!(after(&settled(true), &mut retry, true).as_secs(), 2);
+        assert_eq!(after(&settled(false), &mut retry, true).as_secs(), 45);
+        assert!(retry.is_fresh(), "found: the next miss starts over");
+    }
+}
