@@ -8,9 +8,10 @@
 //! - [`offline`]: the `check` and `review` commands over files, built on the core.
 //! - [`server`]: the HTTPS admission listener, its routes and the admin listener.
 //! - [`pki`]: certificates: a small CA, the `certs` command, file and ephemeral sources, the
-//!   rotating resolver they feed, and self-managed certificates kept in a Secret.
+//!   rotating resolver they feed, and the pure planner of self-managed certificates.
 //! - [`app`]: the `serve` process: startup order, shutdown, standalone and cluster mode.
-//! - [`cluster`]: cluster mode: the config watches, the elected reconciler, Events.
+//! - [`cluster`]: everything that talks to the API server: the config watches, the elected
+//!   reconciler, Events, leader election, and the self-managed certificates kept in a Secret.
 //! - [`iam`]: the Google side: is the Workload Identity binding present (IAM API, cached).
 //! - [`settings`]: the policy settings and their flags; [`readiness`], [`shutdown`],
 //!   [`metrics`], [`logging`]: process-wide plumbing every component shares.
@@ -21,6 +22,7 @@
 
 pub mod admission;
 pub mod app;
+mod backoff;
 pub mod cli;
 pub mod cluster;
 pub mod config;

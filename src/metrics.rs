@@ -17,10 +17,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
-/// Upper bounds (seconds) of the latency histogram: 50 µs to 2.5 s.
-pub const DURATION_BUCKETS: [f64; 15] = [
+/// Upper bounds (seconds) of the latency histogram: 50 µs to 30 s, the longest webhook timeout
+/// (the alert on p99 over the timeout needs bounds past any timeout the chart allows).
+pub const DURATION_BUCKETS: [f64; 18] = [
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0, 2.5,
+    1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -188,12 +189,19 @@ mod tests {
     }
 
     #[test]
+    fn duration_buckets_ascend_past_the_longest_webhook_timeout() {
+        assert!(DURATION_BUCKETS.windows(2).all(|w| w[0] < w[1]));
+        // timeoutSeconds is at most 30 (admissionregistration.k8s.io/v1).
+        assert_eq!(DURATION_BUCKETS.last(), Some(&30.0));
+    }
+
+    #[test]
     fn histogram_buckets_and_sum() {
         let h = AtomicHistogram::new(&DURATION_BUCKETS);
         h.observe(Duration::from_micros(10));
         h.observe(Duration::from_micros(50));
         h.observe(Duration::from_micros(60));
-        h.observe(Duration::from_secs(5));
+        h.observe(Duration::from_secs(60));
         assert_eq!(h.count(), 4);
         let c: Vec<u64> = h
             .inner
@@ -203,7 +211,7 @@ mod tests {
             .collect();
         assert_eq!(c[0], 2, "10µs and 50µs are <= 50µs");
         assert_eq!(c[1], 1);
-        assert_eq!(c[DURATION_BUCKETS.len()], 1, "5s goes to +Inf");
+        assert_eq!(c[DURATION_BUCKETS.len()], 1, "60s goes to +Inf");
     }
 
     #[test]

@@ -11,6 +11,8 @@
 
 #[path = "e2e/chart.rs"]
 mod chart;
+#[path = "e2e/chart_observability.rs"]
+mod chart_observability;
 #[path = "e2e/chart_safety.rs"]
 mod chart_safety;
 #[path = "e2e/cluster.rs"]
@@ -161,6 +163,22 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     (
         "chart_policy_bounds_the_webhook_token",
         least_privilege::chart_policy_bounds_the_webhook_token,
+    ),
+    (
+        "chart_viewer_role_is_read_only",
+        chart_observability::chart_viewer_role_is_read_only,
+    ),
+    (
+        "chart_dashboard_configmap_holds_the_dashboard",
+        chart_observability::chart_dashboard_configmap_holds_the_dashboard,
+    ),
+    (
+        "chart_prometheus_rules_pass_promtool",
+        chart_observability::chart_prometheus_rules_pass_promtool,
+    ),
+    (
+        "cluster_metrics_dashboard_and_alerts_use_exposed_names",
+        chart_observability::cluster_metrics_dashboard_and_alerts_use_exposed_names,
     ),
 ];
 

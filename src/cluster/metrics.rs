@@ -33,6 +33,12 @@ struct ReasonLabels {
     reason: &'static str,
 }
 
+/// The kinds of targets (`kind` label of targets and actions).
+const TARGET_KINDS: [&str; 2] = ["ServiceAccount", "Deployment"];
+
+/// What the reconciler does to a target (`action` label).
+const ACTIONS: [&str; 3] = ["patched", "conflict_retry", "refused"];
+
 /// The two watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WatchName {
@@ -150,7 +156,24 @@ impl ClusterMetrics {
         for state in ["valid", "invalid"] {
             let _ = m.config_maps.get_or_create(&StateLabels { state });
         }
+        m.create_reconcile_series();
         m
+    }
+
+    /// The reconciler's series at 0 from start-up: `increase()` and the alerts on them see the
+    /// first error or drift, and the dashboard's queries find every family.
+    fn create_reconcile_series(&self) {
+        for kind in TARGET_KINDS {
+            for state in TargetState::ALL {
+                self.targets(kind, state, 0);
+            }
+            for action in ACTIONS {
+                let _ = self.actions.get_or_create(&ActionLabels { kind, action });
+            }
+        }
+        for reason in super::Error::REASONS {
+            let _ = self.errors.get_or_create(&ReasonLabels { reason });
+        }
     }
 
     /// A watch listed everything (`up`) or failed.
@@ -216,5 +239,28 @@ impl ClusterMetrics {
     /// Leadership gained or lost.
     pub fn leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconcile_series_exist_at_zero_from_start_up() {
+        let mut registry = crate::metrics::registry();
+        let m = ClusterMetrics::register(&mut registry);
+        m.error("patch");
+        let text = crate::metrics::encode(&registry);
+        for needle in [
+            "carto_wi_cluster_targets{kind=\"Deployment\",state=\"drifted\"} 0",
+            "carto_wi_cluster_targets{kind=\"ServiceAccount\",state=\"compliant\"} 0",
+            "carto_wi_cluster_reconcile_actions_total{kind=\"Deployment\",action=\"refused\"} 0",
+            "carto_wi_cluster_reconcile_errors_total{reason=\"post_event\"} 0",
+            "carto_wi_cluster_reconcile_errors_total{reason=\"patch\"} 1",
+            "carto_wi_cluster_watch_up{watch=\"namespaces\"} 0",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+        }
     }
 }

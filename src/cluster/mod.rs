@@ -4,6 +4,8 @@
 //!   Namespaces, and publishes one snapshot that admission reads (admission never calls the API).
 //! - [`reconcile`]: the replica holding the Lease ([`leader`]) brings existing targets to their
 //!   config with the same core, page by page, rate limited, and posts Events ([`events`]).
+//! - [`certs`]: self-managed certificates (`--certs self`): the CA and serving certificate kept in a
+//!   Secret, the webhooks' `caBundle`, rotated before expiry.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use crate::settings::Settings;
 use crate::shutdown::Shutdown;
 
 pub mod args;
+pub mod certs;
 pub mod client;
 mod decide;
 pub mod events;
@@ -98,6 +101,18 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every value of [`Error::reason`], so the errors metric has each series from start-up.
+    pub const REASONS: [&'static str; 8] = [
+        "config",
+        "list_service_accounts",
+        "get_service_account",
+        "list_deployments",
+        "get",
+        "patch",
+        "encode",
+        "post_event",
+    ];
+
     /// The failing step, for the errors metric.
     pub fn reason(&self) -> &'static str {
         match self {

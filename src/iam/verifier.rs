@@ -13,6 +13,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::client::{FetchError, IamClient};
+use crate::backoff::Backoff;
 use super::metrics::IamMetrics;
 use super::policy::{BindingState, Policy, UnknownReason, decide};
 
@@ -26,7 +27,7 @@ pub struct VerifierConfig {
     pub recheck: Duration,
     /// Minimum time between two IAM requests of the process.
     pub min_interval: Duration,
-    /// First back-off after a transient failure (doubled each time, capped at `recheck`).
+    /// First back-off after a transient failure (doubled each time up to `recheck`).
     pub backoff: Duration,
 }
 
@@ -40,16 +41,25 @@ impl Default for VerifierConfig {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Account {
     answer: Option<Result<Arc<Policy>, UnknownReason>>,
     valid_until: Option<Instant>,
-    failures: u32,
+    backoff: Backoff,
     /// What the last fetch made of the account (`None`: readable), for logging changes only.
     last_logged: Option<Option<UnknownReason>>,
 }
 
 impl Account {
+    fn new(config: &VerifierConfig) -> Self {
+        Self {
+            answer: None,
+            valid_until: None,
+            backoff: Backoff::doubling(config.backoff, config.recheck),
+            last_logged: None,
+        }
+    }
+
     fn fresh(&self, now: Instant) -> Option<&Result<Arc<Policy>, UnknownReason>> {
         match self.valid_until {
             Some(until) if now < until => self.answer.as_ref(),
@@ -121,7 +131,10 @@ impl Verifier {
         if !accounts.contains_key(email) && accounts.len() >= MAX_ACCOUNTS {
             evict_idle(&mut accounts);
         }
-        accounts.entry(email.to_owned()).or_default().clone()
+        accounts
+            .entry(email.to_owned())
+            .or_insert_with(|| Arc::new(Mutex::new(Account::new(&self.config))))
+            .clone()
     }
 
     async fn refresh(&self, email: &str, account: &mut Account) {
@@ -140,32 +153,22 @@ impl Verifier {
         }
         let (answer, ttl) = match result {
             Ok(policy) => {
-                account.failures = 0;
+                account.backoff.reset();
                 (Ok(Arc::new(policy)), self.config.recheck)
             }
             Err(e) if e.is_transient() => {
-                account.failures = account.failures.saturating_add(1);
-                (
-                    Err(e.reason()),
-                    self.backoff(account.failures, e.retry_after()),
-                )
+                // The server's Retry-After wins over a shorter back-off, never over the recheck.
+                let delay = account.backoff.next_delay();
+                let asked = e.retry_after().unwrap_or_default();
+                (Err(e.reason()), delay.max(asked).min(self.config.recheck))
             }
             Err(e) => {
-                account.failures = 0;
+                account.backoff.reset();
                 (Err(e.reason()), self.config.recheck)
             }
         };
         account.answer = Some(answer);
         account.valid_until = Some(now + ttl);
-    }
-
-    /// `backoff × 2^(failures-1)`, at least what the server asked, at most `recheck`.
-    fn backoff(&self, failures: u32, asked: Option<Duration>) -> Duration {
-        let exp = self
-            .config
-            .backoff
-            .saturating_mul(1 << failures.saturating_sub(1).min(16));
-        exp.max(asked.unwrap_or_default()).min(self.config.recheck)
     }
 
     async fn wait_turn(&self) {

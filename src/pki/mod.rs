@@ -6,17 +6,22 @@
 //! - [`ephemeral`]: a throw-away CA and certificate for localhost.
 //! - [`resolver`]: the rotating [`CertResolver`] every source stores into, and
 //!   [`certified_key`], the check that turns PEM text into a servable pair.
-//! - [`self_managed`]: a CA and a serving certificate kept in a Secret, the CA written into the
-//!   webhook configurations' `caBundle`, rotated before expiry.
+//! - [`plan`]: what the self-managed certificates need next (rotate, reissue, trust a new CA),
+//!   decided from what the Secret and the webhooks hold; the controller that reads and writes them
+//!   is `cluster::certs`.
+//! - `der`: the few X.509 fields the planner reads.
 //! - [`metrics`]: the `tls` group of metrics.
+//!
+//! Nothing here talks to the API server.
 
 pub mod ca;
 pub mod command;
+pub(crate) mod der;
 pub mod ephemeral;
 pub mod files;
 pub mod metrics;
+pub mod plan;
 pub mod resolver;
-pub mod self_managed;
 
 pub use ca::{CertError, CertificateAuthority, Pair, localhost_names, service_names};
 pub use command::CertsArgs;

@@ -23,7 +23,7 @@ const SCHEMA: &str = include_str!("../../charts/carto-wi-webhook/values.schema.j
 const VALUES: &str = include_str!("../../charts/carto-wi-webhook/values.yaml");
 
 /// Kinds whose CRDs (cert-manager, Prometheus Operator) the e2e API server does not have.
-const CRD_KINDS: [&str; 3] = ["Certificate", "Issuer", "ServiceMonitor"];
+const CRD_KINDS: [&str; 4] = ["Certificate", "Issuer", "ServiceMonitor", "PrometheusRule"];
 
 /// The acme configuration as chart values (the same values as the other scenarios).
 pub(super) const ACME_VALUES: [&str; 10] = [
@@ -243,6 +243,14 @@ fn lint_and_schema(cp: &ControlPlane, h: Helm) {
             "at '/webhook/url': 'http://127.0.0.1:8443' does not match pattern",
         ),
         (
+            &["--set", "metrics.prometheusRule.certExpiryDays=0"],
+            "at '/metrics/prometheusRule/certExpiryDays': minimum: got 0, want 1",
+        ),
+        (
+            &["--set-string", "viewer.aggregateToView=yes"],
+            "at '/viewer/aggregateToView': got string, want boolean",
+        ),
+        (
             &["--set", "log.format=yaml"],
             "at '/log/format': value must be one of 'json', 'text'",
         ),
@@ -422,6 +430,19 @@ fn combinations() -> Vec<(&'static str, Vec<&'static str>)> {
             ],
         ),
         ("configured", configured),
+        (
+            "observability",
+            vec![
+                "--set",
+                "metrics.serviceMonitor.enabled=true",
+                "--set",
+                "metrics.dashboard.enabled=true",
+                "--set",
+                "metrics.prometheusRule.enabled=true",
+                "--set",
+                "viewer.aggregateToView=true",
+            ],
+        ),
         (
             "network-policy-custom-port",
             vec![
@@ -618,6 +639,11 @@ fn check_crd_objects(name: &str, ns: &str, core: &[Value], crd: &[Value]) {
         }
     }
     let Some(cert) = cert else {
+        if name == "observability" {
+            let rule = find(crd, "PrometheusRule");
+            assert_eq!(rule["apiVersion"], "monitoring.coreos.com/v1");
+            assert!(rule["spec"]["groups"][0]["rules"].as_array().unwrap().len() >= 6);
+        }
         if name == "configured" {
             let sm = find(crd, "ServiceMonitor");
             assert_eq!(sm["apiVersion"], "monitoring.coreos.com/v1");
@@ -707,11 +733,17 @@ fn check_deployment(name: &str, core: &[Value]) {
     assert_eq!(pdb["spec"]["minAvailable"], 1);
 }
 
-/// The rules of every Role and ClusterRole of a stream, by kind.
+/// The rules of every Role and ClusterRole of a stream but the viewer's (read-only, for people:
+/// chart_observability), by kind.
 fn rules_by_kind(objs: &[Value]) -> Vec<(String, Value)> {
     let mut rules: Vec<(String, Value)> = objs
         .iter()
         .filter(|v| matches!(kind(v), "Role" | "ClusterRole"))
+        .filter(|v| {
+            !v["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("-viewer"))
+        })
         .map(|v| (kind(v).to_owned(), v["rules"].clone()))
         .collect();
     rules.sort_by(|a, b| a.0.cmp(&b.0));

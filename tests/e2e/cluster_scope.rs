@@ -153,7 +153,7 @@ pub fn cluster_refused_patch_recorded_not_retried(cp: &ControlPlane) {
     std::thread::sleep(std::time::Duration::from_secs(8));
     assert_eq!(refused(), 1.0, "tried again: {}", hook.metrics());
     assert_eq!(stored_rv("big-api"), big_rv, "big-api was not written");
-    assert_eq!(hook.metric(ERRORS, &[("reason", "patch")]), None);
+    assert_eq!(hook.metric(ERRORS, &[("reason", "patch")]), Some(0.0));
     assert_eq!(
         events_on(cp, &app, PATCH_REFUSED, "Deployment", "big-api").len(),
         1,

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
+use carto_wi_webhook::cluster::certs::{SelfManaged, SelfManagedArgs};
 use carto_wi_webhook::pki::CertificateAuthority;
-use carto_wi_webhook::pki::self_managed::{SelfManaged, SelfManagedArgs};
 use carto_wi_webhook::pki::{CertResolver, PairSource, certified_key, provider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};

@@ -17,6 +17,7 @@ use super::metrics::TargetState;
 use super::queue::{Work, WorkQueue};
 use super::{Error, Result};
 use crate::admission::Kind;
+use crate::backoff::Backoff;
 use crate::config::{ConfigSnapshot, Resolved};
 
 mod apply;
@@ -34,6 +35,8 @@ use report::{post_binding_required, report_invalid_config};
 /// largest object the API stores, ~1.5 MB, is ~15 MB of JSON), for one list request per 10
 /// objects.
 const PAGE: u32 = 10;
+/// First wait before retrying a failed namespace.
+const FIRST_BACKOFF: Duration = Duration::from_secs(2);
 /// Longest wait before retrying a failed namespace.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
@@ -49,7 +52,7 @@ pub async fn run(
     queue.add(Work::Everything);
     let mut resync_tick = tokio::time::interval_at(tokio::time::Instant::now() + resync, resync);
     resync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut failures: HashMap<Work, u32> = HashMap::new();
+    let mut failures: HashMap<Work, Backoff> = HashMap::new();
     let mut stop = std::pin::pin!(stop);
     loop {
         let work = tokio::select! {
@@ -75,12 +78,13 @@ fn error_policy(
     error: &Error,
     ctx: &Context,
     queue: &Arc<WorkQueue>,
-    failures: &mut HashMap<Work, u32>,
+    failures: &mut HashMap<Work, Backoff>,
 ) {
     ctx.metrics.error(error.reason());
-    let n = failures.entry(work.clone()).or_insert(0);
-    *n = n.saturating_add(1);
-    let delay = Duration::from_secs(1u64 << (*n).min(9)).min(MAX_BACKOFF);
+    let delay = failures
+        .entry(work.clone())
+        .or_insert_with(|| Backoff::doubling(FIRST_BACKOFF, MAX_BACKOFF))
+        .next_delay();
     tracing::warn!(work = ?work, error = %error, retry_in = ?delay, "reconcile failed");
     queue.add_after(work, delay);
 }

@@ -14,8 +14,8 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
-use super::der::cert_facts;
-use super::plan::{Ca, Leaf, SecretState, Stored};
+use crate::pki::der::cert_facts;
+use crate::pki::plan::{Ca, Leaf, SecretState, Stored};
 use crate::pki::{PairSource, certified_key};
 
 /// The serving certificate (PEM).
