@@ -13,9 +13,9 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::client::{FetchError, IamClient};
-use crate::backoff::Backoff;
 use super::metrics::IamMetrics;
 use super::policy::{BindingState, Policy, UnknownReason, decide};
+use crate::backoff::Backoff;
 
 /// Accounts cached at most (tenants can name any email); idle expired entries go first.
 const MAX_ACCOUNTS: usize = 4096;
