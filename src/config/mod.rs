@@ -27,6 +27,6 @@ pub use load::{
 pub use metrics::ConfigMetrics;
 pub use model::{WorkloadIdentityConfig, fingerprint, suggest};
 pub use problem::{ConfigProblem, ConfigWarning, Rule};
-pub use snapshot::{ConfigEntry, ConfigOrigin, ConfigSnapshot, Resolved};
+pub use snapshot::{ConfigEntry, ConfigOrigin, ConfigSnapshot, Resolved, SeenConfigMap};
 pub use source::{ConfigMapShape, DataShape, config_from_object, config_map_data, parse_env_file};
 pub use store::ConfigStore;
