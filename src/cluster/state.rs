@@ -130,7 +130,8 @@ impl WatchState {
         gone.retain(|ns| !listed.contains_key(*ns));
         gone.sort_unstable();
         changes.extend(gone.into_iter().map(|ns| self.config_change(ns)));
-        self.snapshot.put_default(listed.remove(&self.own_namespace));
+        self.snapshot
+            .put_default(listed.remove(&self.own_namespace));
         let listed = listed.into_iter().map(|(ns, s)| (ns, Arc::new(s)));
         self.snapshot.replace_namespaces(listed.collect());
         changes
@@ -188,7 +189,7 @@ fn namespace_opted_out(meta: &ObjectMeta) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Resolved;
+    use crate::config::{ConfigOrigin, Resolved};
     use crate::settings::INJECT_LABEL;
     use k8s_openapi::api::core::v1::ConfigMap;
 
@@ -313,6 +314,54 @@ mod tests {
         assert_eq!(
             w.replace_namespaces(vec![ns("other", false)]),
             vec![Change::OptedIn("other".into())]
+        );
+    }
+
+    #[test]
+    fn typed_data_reads_as_the_shape_checks_do() {
+        let allowed = ExtraEnvAllowlist::none();
+        let mut with_binary = cm("team", "1", "carto-bq@my-project.iam.gserviceaccount.com");
+        with_binary.binary_data = Some([("blob".to_owned(), Default::default())].into());
+        let mut empty = cm("team", "1", "x");
+        empty.data = None;
+        let broken = cm("team", "1", "not-an-email");
+        for c in [
+            with_binary,
+            empty,
+            broken,
+            cm("team", "1", "a@b.iam.gserviceaccount.com"),
+        ] {
+            let expected = ConfigEntry::from_result(shape_of(&c).config(&allowed));
+            assert_eq!(seen_config_map(&c, &allowed).entry, expected);
+        }
+    }
+
+    #[test]
+    fn counts_follow_each_edit_and_published_snapshots_stay_as_they_were() {
+        let none = ExtraEnvAllowlist::none();
+        let good = "carto-bq@my-project.iam.gserviceaccount.com";
+        let mut w = WatchState::new("wi-system");
+        w.apply_config_map(
+            "wi-system",
+            seen_config_map(&cm("wi-system", "1", "bad"), &none),
+        );
+        w.apply_config_map("a", seen_config_map(&cm("a", "1", good), &none));
+        let published = w.snapshot().clone();
+        w.apply_config_map("a", seen_config_map(&cm("a", "2", "bad"), &none));
+        w.apply_config_map("b", seen_config_map(&cm("b", "1", good), &none));
+        assert_eq!(w.snapshot().config_map_counts(), (1, 2));
+        assert_eq!(published.config_map_counts(), (1, 1));
+        assert_eq!(published.seen_namespace("a").unwrap().resource_version, "1");
+        assert!(published.seen_namespace("b").is_none());
+        w.delete_config_map("wi-system");
+        assert_eq!(w.snapshot().config_map_counts(), (1, 1));
+        let listed = [("b".to_owned(), seen_config_map(&cm("b", "3", "bad"), &none))];
+        w.replace_config_maps(listed.into());
+        assert_eq!(w.snapshot().config_map_counts(), (0, 1));
+        let (seen, origin) = w.snapshot().resolve_seen("b").unwrap();
+        assert_eq!(
+            (seen.uid.as_str(), origin),
+            ("uid-b", ConfigOrigin::Namespace)
         );
     }
 }

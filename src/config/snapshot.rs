@@ -132,7 +132,12 @@ impl ConfigSnapshot {
         listed: imbl::HashMap<String, Arc<SeenConfigMap>>,
     ) -> imbl::HashMap<String, Arc<SeenConfigMap>> {
         let old = std::mem::replace(&mut self.namespaces, listed);
-        self.invalid = self.default.iter().chain(self.namespaces.values()).filter(|s| !s.is_valid()).count();
+        self.invalid = self
+            .default
+            .iter()
+            .chain(self.namespaces.values())
+            .filter(|s| !s.is_valid())
+            .count();
         old
     }
 

@@ -215,8 +215,7 @@ async fn reconcile_service_account(
         })?;
     let Some(sa) = sa else { return Ok(()) };
     let reference = object_ref(Kind::ServiceAccount, &sa);
-    let outcome =
-        reconcile_object(Kind::ServiceAccount, &api, sa, ns, config, ctx, counts).await?;
+    let outcome = reconcile_object(Kind::ServiceAccount, &api, sa, ns, config, ctx, counts).await?;
     if let Resolved::Config(resolved, _) = config.resolved()
         && matches!(
             outcome,
