@@ -12,7 +12,7 @@ use kube::api::ObjectMeta;
 use crate::admission::target;
 use crate::config::{
     ConfigEntry, ConfigMapShape, ConfigSnapshot, DataShape, ExtraEnvAllowlist, SeenConfigMap,
-    WorkloadIdentityConfig,
+    SharedMap, WorkloadIdentityConfig,
 };
 
 /// Parse a ConfigMap from the watch (`allowed`: the pass-through keys it may hold). Its typed
@@ -162,12 +162,12 @@ impl WatchState {
 
     /// A full list of the Namespaces replaced what was known.
     pub fn replace_namespaces(&mut self, listed: Vec<ObjectMeta>) -> Vec<Change> {
-        let mut out = imbl::HashSet::new();
+        let mut out = SharedMap::default();
         let mut opted_in = Vec::new();
         for meta in &listed {
             let Some(name) = &meta.name else { continue };
             if namespace_opted_out(meta) {
-                out.insert(name.clone());
+                out.insert(name.clone(), ());
             } else {
                 opted_in.push(name);
             }
@@ -175,7 +175,7 @@ impl WatchState {
         let old = self.snapshot.replace_opted_out(out);
         opted_in
             .into_iter()
-            .filter(|name| old.contains(*name))
+            .filter(|name| old.contains_key(name))
             .map(|name| Change::OptedIn(name.clone()))
             .collect()
     }

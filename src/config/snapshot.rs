@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::model::WorkloadIdentityConfig;
 use super::problem::ConfigProblem;
+use super::shared_map::SharedMap;
 
 /// One ConfigMap as last seen: either a usable configuration or the problems that make it unusable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,14 +71,14 @@ impl SeenConfigMap {
     }
 }
 
-/// Every configuration known at one instant, immutable once published. The maps are persistent
-/// (structurally shared): a clone is O(1) and one change copies O(log n) of them, so the watch
-/// publishes after each event without copying every ConfigMap.
+/// Every configuration known at one instant, immutable once published. Its maps are shared
+/// between snapshots ([`SharedMap`]): the watch edits one entry and publishes after each event
+/// without copying every ConfigMap.
 #[derive(Debug, Clone, Default)]
 pub struct ConfigSnapshot {
     default: Option<Arc<SeenConfigMap>>,
-    namespaces: imbl::HashMap<String, Arc<SeenConfigMap>>,
-    opted_out: imbl::HashSet<String>,
+    namespaces: SharedMap<Arc<SeenConfigMap>>,
+    opted_out: SharedMap<()>,
     /// Invalid ConfigMaps held (the default included), kept as entries come and go.
     invalid: usize,
 }
@@ -129,13 +130,13 @@ impl ConfigSnapshot {
     /// Replace every namespace ConfigMap (a relist); returns the ones it replaces.
     pub fn replace_namespaces(
         &mut self,
-        listed: imbl::HashMap<String, Arc<SeenConfigMap>>,
-    ) -> imbl::HashMap<String, Arc<SeenConfigMap>> {
+        listed: SharedMap<Arc<SeenConfigMap>>,
+    ) -> SharedMap<Arc<SeenConfigMap>> {
         let old = std::mem::replace(&mut self.namespaces, listed);
         self.invalid = self
             .default
             .iter()
-            .chain(self.namespaces.values())
+            .chain(self.namespaces.iter().map(|(_, s)| s))
             .filter(|s| !s.is_valid())
             .count();
         old
@@ -151,20 +152,20 @@ impl ConfigSnapshot {
     pub fn set_opted_out(&mut self, namespace: impl Into<String>, opted_out: bool) -> bool {
         let ns = namespace.into();
         if opted_out {
-            self.opted_out.insert(ns).is_some()
+            self.opted_out.insert(ns, ()).is_some()
         } else {
             self.opted_out.remove(&ns).is_some()
         }
     }
 
     /// Replace the opted-out namespaces (a relist); returns the ones it replaces.
-    pub fn replace_opted_out(&mut self, opted_out: imbl::HashSet<String>) -> imbl::HashSet<String> {
+    pub fn replace_opted_out(&mut self, opted_out: SharedMap<()>) -> SharedMap<()> {
         std::mem::replace(&mut self.opted_out, opted_out)
     }
 
     /// Is this namespace opted out?
     pub fn is_opted_out(&self, namespace: &str) -> bool {
-        self.opted_out.contains(namespace)
+        self.opted_out.contains_key(namespace)
     }
 
     /// Number of namespace ConfigMaps held.
@@ -174,7 +175,7 @@ impl ConfigSnapshot {
 
     /// Namespaces that have their own ConfigMap (the default's aside).
     pub fn namespaces(&self) -> impl Iterator<Item = &str> {
-        self.namespaces.keys().map(String::as_str)
+        self.namespaces.iter().map(|(ns, _)| ns)
     }
 
     /// The cluster default as last seen.
