@@ -22,7 +22,7 @@ impl<V> Default for SharedMap<V> {
     fn default() -> Self {
         Self {
             hasher: RandomState::new(),
-            shards: Arc::new(vec![Arc::new(HashMap::new()); SHARDS]),
+            shards: Arc::new((0..SHARDS).map(|_| Arc::default()).collect()),
             len: 0,
         }
     }
