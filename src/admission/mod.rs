@@ -23,7 +23,7 @@ pub use target::Kind;
 use target::Subject;
 pub use violation::{Denial, Found, Violation, ViolationList, group as group_violations};
 
-use crate::config::ConfigSnapshot;
+use crate::config::{ConfigSnapshot, Resolved};
 use crate::settings::Settings;
 
 /// Which webhook is asking.
@@ -54,6 +54,23 @@ pub fn mutate_object(
     settings: &Settings,
 ) -> Decision {
     decide_object(Webhook::Mutate, kind, object, namespace, snapshot, settings)
+}
+
+/// The patch for a CREATE or UPDATE of `object` under the config already `resolved` for
+/// `namespace`, whose opt-out the caller has checked (the reconciler resolves once per namespace).
+pub fn mutate_with_config(
+    kind: Kind,
+    object: &view::Object<'_>,
+    namespace: &str,
+    resolved: Resolved<'_>,
+    settings: &Settings,
+) -> Decision {
+    match subject(kind, object, object.name(), namespace) {
+        Some(s) if target::is_target(kind, s.name, object, settings) => {
+            mutate::mutate_target(&s, resolved, settings)
+        }
+        _ => Decision::allow(kind),
+    }
 }
 
 /// Whether a CREATE or UPDATE of `object` (of `kind`, in `namespace`) may proceed.

@@ -19,8 +19,14 @@ pub fn mutate(s: &Subject<'_, '_>, snapshot: &ConfigSnapshot, settings: &Setting
     if !s.is_managed_target(snapshot, settings) {
         return Decision::allow(s.kind);
     }
+    mutate_target(s, snapshot.resolve(s.namespace), settings)
+}
+
+/// Decide the patch for a target (its namespace not opted out) under the config `resolved` for
+/// its namespace.
+pub fn mutate_target(s: &Subject<'_, '_>, resolved: Resolved<'_>, settings: &Settings) -> Decision {
     let (kind, obj, namespace) = (s.kind, s.obj, s.namespace);
-    let config = match snapshot.resolve(namespace) {
+    let config = match resolved {
         Resolved::Config(c, _) => c,
         Resolved::None => {
             return not_injected(

@@ -1,6 +1,6 @@
 //! What an object is to the webhook: which of our targets, and the parts of it we read.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::Violation;
 use super::limits::{MAX_CONTAINERS, MAX_ENV_ENTRIES, MAX_QUOTED_CONTAINER, cut};
@@ -107,7 +107,20 @@ pub fn opted_out(obj: &Object<'_>) -> bool {
         .labels
         .as_ref()
         .and_then(|l| l.get(INJECT_LABEL))
-        .is_some_and(|v| v.eq_ignore_ascii_case("false"))
+        .is_some_and(is_opt_out)
+}
+
+/// Do these labels (of a Namespace, read from the API) opt it out, as [`opted_out`] reads an
+/// object's?
+pub fn labels_opt_out(labels: Option<&BTreeMap<String, String>>) -> bool {
+    labels
+        .and_then(|l| l.get(INJECT_LABEL))
+        .is_some_and(|v| is_opt_out(v))
+}
+
+/// The value of the inject label that opts out.
+fn is_opt_out(value: &str) -> bool {
+    value.eq_ignore_ascii_case("false")
 }
 
 /// The ServiceAccount a pod template runs as (`serviceAccountName`, else the deprecated

@@ -18,7 +18,6 @@ use crate::shutdown::Shutdown;
 pub mod args;
 pub mod certs;
 pub mod client;
-mod decide;
 pub mod events;
 pub mod leader;
 pub mod metrics;
@@ -192,9 +191,7 @@ impl Cluster {
             Box::pin(run_until(stopped(), namespaces)),
         ];
         if self.args.reconcile {
-            let watched = publisher.view.clone();
             tasks.push(Box::pin(self.reconcile_when_elected(
-                watched,
                 queue,
                 synced_rx,
                 shutdown.clone(),
@@ -210,7 +207,6 @@ impl Cluster {
     /// Once both watches have synced: take part in the election, reconcile while leading.
     fn reconcile_when_elected(
         self,
-        watched: state::SharedWatched,
         queue: Arc<queue::WorkQueue>,
         mut synced: tokio::sync::watch::Receiver<u8>,
         shutdown: Shutdown,
@@ -230,7 +226,7 @@ impl Cluster {
                 self.metrics.clone(),
                 self.settings,
                 move || store.load_full(),
-                watched,
+                self.namespace.clone(),
                 self.args.reconcile_qps,
             )
             .excluding(excluded),

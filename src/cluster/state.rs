@@ -1,6 +1,7 @@
-//! What the watches have seen, reduced to what admission and the reconciler read: each
-//! namespace's ConfigMap (parsed), and which namespaces opted out. Nothing else of the cluster is
-//! kept, so memory grows with those ConfigMaps and namespace names only.
+//! What the watches have seen, reduced to what admission and the reconciler read: the one
+//! [`ConfigSnapshot`] (each namespace's ConfigMap, parsed and versioned, and which namespaces
+//! opted out), edited in place event by event. Nothing else of the cluster is kept, so memory
+//! grows with those ConfigMaps and namespace names only.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,45 +9,45 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::ObjectMeta;
 
-use crate::config::{ConfigEntry, ConfigMapShape, ConfigSnapshot, DataShape, ExtraEnvAllowlist};
-use crate::settings::INJECT_LABEL;
+use crate::admission::target;
+use crate::config::{
+    ConfigEntry, ConfigMapShape, ConfigSnapshot, DataShape, ExtraEnvAllowlist, SeenConfigMap,
+    SharedMap, WorkloadIdentityConfig,
+};
 
-/// One `carto-workload-identity` ConfigMap as last seen.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SeenConfigMap {
-    /// Its configuration, or the problems that make it unusable.
-    pub entry: ConfigEntry,
-    /// Its uid (Events refer to it).
-    pub uid: String,
-    /// Its resourceVersion (an invalid one is reported once per version).
-    pub resource_version: String,
+/// Parse a ConfigMap from the watch (`allowed`: the pass-through keys it may hold). Its typed
+/// `data` fills the configuration in place; only one with `binaryData` goes through the shape
+/// checks, which report those keys.
+pub fn seen_config_map(cm: &ConfigMap, allowed: &ExtraEnvAllowlist) -> SeenConfigMap {
+    let has_binary = cm.binary_data.as_ref().is_some_and(|b| !b.is_empty());
+    let config = match &cm.data {
+        Some(data) if !has_binary => WorkloadIdentityConfig::from_data(data, allowed),
+        None if !has_binary => WorkloadIdentityConfig::from_data(&BTreeMap::new(), allowed),
+        _ => shape_of(cm).config(allowed),
+    };
+    SeenConfigMap {
+        entry: ConfigEntry::from_result(config),
+        uid: cm.metadata.uid.clone().unwrap_or_default(),
+        resource_version: cm.metadata.resource_version.clone().unwrap_or_default(),
+    }
 }
 
-impl SeenConfigMap {
-    /// Parse a ConfigMap from the watch (`allowed`: the pass-through keys it may hold). Read in
-    /// place: no second copy of its data is made beyond what the configuration keeps.
-    pub fn of(cm: &ConfigMap, allowed: &ExtraEnvAllowlist) -> Self {
-        let shape = ConfigMapShape {
-            kind: None,
-            data: match &cm.data {
-                None => DataShape::Absent,
-                Some(d) => DataShape::Entries(
-                    d.iter()
-                        .map(|(k, v)| (k.as_str(), Some(v.as_str())))
-                        .collect(),
-                ),
-            },
-            binary_keys: cm
-                .binary_data
-                .iter()
-                .flat_map(|b| b.keys().map(String::as_str))
-                .collect(),
-        };
-        Self {
-            entry: ConfigEntry::from_result(shape.config(allowed)),
-            uid: cm.metadata.uid.clone().unwrap_or_default(),
-            resource_version: cm.metadata.resource_version.clone().unwrap_or_default(),
-        }
+fn shape_of(cm: &ConfigMap) -> ConfigMapShape<'_> {
+    ConfigMapShape {
+        kind: None,
+        data: match &cm.data {
+            None => DataShape::Absent,
+            Some(d) => DataShape::Entries(
+                d.iter()
+                    .map(|(k, v)| (k.as_str(), Some(v.as_str())))
+                    .collect(),
+            ),
+        },
+        binary_keys: cm
+            .binary_data
+            .iter()
+            .flat_map(|b| b.keys().map(String::as_str))
+            .collect(),
     }
 }
 
@@ -61,64 +62,25 @@ pub enum Change {
     OptedIn(String),
 }
 
-/// The watched state. Cheap to clone into an `Arc` after each change.
+/// The snapshot as the watches edit it: each edit says what the reconciler must revisit.
 #[derive(Debug, Clone, Default)]
-pub struct Watched {
+pub struct WatchState {
     own_namespace: String,
-    config_maps: BTreeMap<String, SeenConfigMap>,
-    opted_out: BTreeMap<String, bool>,
+    snapshot: ConfigSnapshot,
 }
 
-impl Watched {
+impl WatchState {
     /// Empty state for a webhook running in `own_namespace`.
     pub fn new(own_namespace: impl Into<String>) -> Self {
         Self {
             own_namespace: own_namespace.into(),
-            ..Self::default()
+            snapshot: ConfigSnapshot::default(),
         }
     }
 
-    /// The webhook's namespace (whose ConfigMap is the default).
-    pub fn own_namespace(&self) -> &str {
-        &self.own_namespace
-    }
-
-    /// The ConfigMap seen in `namespace`.
-    pub fn config_map(&self, namespace: &str) -> Option<&SeenConfigMap> {
-        self.config_maps.get(namespace)
-    }
-
-    /// Namespaces that have their own ConfigMap (the default's namespace included).
-    pub fn config_map_namespaces(&self) -> impl Iterator<Item = &str> {
-        self.config_maps.keys().map(String::as_str)
-    }
-
-    /// ConfigMaps by validity: `(valid, invalid)`.
-    pub fn config_map_counts(&self) -> (usize, usize) {
-        let valid = self
-            .config_maps
-            .values()
-            .filter(|c| matches!(c.entry, ConfigEntry::Valid(_)))
-            .count();
-        (valid, self.config_maps.len() - valid)
-    }
-
-    /// The snapshot admission reads: the default, every other namespace's ConfigMap, opt-outs.
-    pub fn snapshot(&self) -> ConfigSnapshot {
-        let mut s = ConfigSnapshot::default();
-        for (ns, cm) in &self.config_maps {
-            if *ns == self.own_namespace {
-                s.set_default(Some(cm.entry.clone()));
-            } else {
-                s.set_namespace(ns.clone(), cm.entry.clone());
-            }
-        }
-        for (ns, out) in &self.opted_out {
-            if *out {
-                s.set_opted_out(ns.clone(), true);
-            }
-        }
-        s
+    /// The snapshot as it stands (O(1) to clone and publish).
+    pub fn snapshot(&self) -> &ConfigSnapshot {
+        &self.snapshot
     }
 
     fn config_change(&self, namespace: &str) -> Change {
@@ -131,79 +93,104 @@ impl Watched {
 
     /// A ConfigMap was added or modified.
     pub fn apply_config_map(&mut self, namespace: &str, seen: SeenConfigMap) -> Option<Change> {
-        let before = self.config_maps.insert(namespace.to_owned(), seen);
-        let after = &self.config_maps[namespace];
-        let changed = before.is_none_or(|b| b.entry != after.entry);
+        let entry = seen.entry.clone();
+        let before = if namespace == self.own_namespace {
+            self.snapshot.put_default(Some(seen))
+        } else {
+            self.snapshot.put_namespace(namespace.to_owned(), seen)
+        };
+        let changed = before.is_none_or(|b| b.entry != entry);
         changed.then(|| self.config_change(namespace))
     }
 
     /// A ConfigMap was deleted.
     pub fn delete_config_map(&mut self, namespace: &str) -> Option<Change> {
-        self.config_maps
-            .remove(namespace)
-            .map(|_| self.config_change(namespace))
+        let before = if namespace == self.own_namespace {
+            self.snapshot.put_default(None)
+        } else {
+            self.snapshot.remove_namespace(namespace)
+        };
+        before.map(|_| self.config_change(namespace))
     }
 
     /// A full list of the ConfigMaps replaced what was known (after a (re)connect).
-    pub fn replace_config_maps(&mut self, listed: BTreeMap<String, SeenConfigMap>) -> Vec<Change> {
-        let old = std::mem::replace(&mut self.config_maps, listed);
-        let mut changes = Vec::new();
-        for (ns, seen) in &self.config_maps {
-            if old.get(ns).is_none_or(|o| o.entry != seen.entry) {
-                changes.push(self.config_change(ns));
-            }
+    pub fn replace_config_maps(
+        &mut self,
+        mut listed: BTreeMap<String, SeenConfigMap>,
+    ) -> Vec<Change> {
+        let mut changes: Vec<Change> = listed
+            .iter()
+            .filter(|(ns, seen)| self.seen(ns).is_none_or(|o| o.entry != seen.entry))
+            .map(|(ns, _)| self.config_change(ns))
+            .collect();
+        let mut gone: Vec<&str> = self.snapshot.namespaces().collect();
+        if self.snapshot.seen_default().is_some() {
+            gone.push(&self.own_namespace);
         }
-        for ns in old.keys().filter(|ns| !self.config_maps.contains_key(*ns)) {
-            changes.push(self.config_change(ns));
-        }
+        gone.retain(|ns| !listed.contains_key(*ns));
+        gone.sort_unstable();
+        changes.extend(gone.into_iter().map(|ns| self.config_change(ns)));
+        self.snapshot
+            .put_default(listed.remove(&self.own_namespace));
+        let listed = listed.into_iter().map(|(ns, s)| (ns, Arc::new(s)));
+        self.snapshot.replace_namespaces(listed.collect());
         changes
+    }
+
+    fn seen(&self, namespace: &str) -> Option<&SeenConfigMap> {
+        if namespace == self.own_namespace {
+            self.snapshot.seen_default()
+        } else {
+            self.snapshot.seen_namespace(namespace)
+        }
     }
 
     /// A Namespace was added or modified.
     pub fn apply_namespace(&mut self, meta: &ObjectMeta) -> Option<Change> {
         let name = meta.name.clone()?;
-        let out = opted_out(meta);
-        let was = self.opted_out.insert(name.clone(), out);
-        (was == Some(true) && !out).then_some(Change::OptedIn(name))
+        let out = namespace_opted_out(meta);
+        let was = self.snapshot.set_opted_out(name.clone(), out);
+        (was && !out).then_some(Change::OptedIn(name))
     }
 
     /// A Namespace was deleted.
     pub fn delete_namespace(&mut self, meta: &ObjectMeta) {
         if let Some(name) = &meta.name {
-            self.opted_out.remove(name);
+            self.snapshot.set_opted_out(name.clone(), false);
         }
     }
 
     /// A full list of the Namespaces replaced what was known.
     pub fn replace_namespaces(&mut self, listed: Vec<ObjectMeta>) -> Vec<Change> {
-        let old = std::mem::take(&mut self.opted_out);
-        let mut changes = Vec::new();
+        let mut out = SharedMap::default();
+        let mut opted_in = Vec::new();
         for meta in &listed {
             let Some(name) = &meta.name else { continue };
-            let out = opted_out(meta);
-            if old.get(name) == Some(&true) && !out {
-                changes.push(Change::OptedIn(name.clone()));
+            if namespace_opted_out(meta) {
+                out.insert(name.clone(), ());
+            } else {
+                opted_in.push(name);
             }
-            self.opted_out.insert(name.clone(), out);
         }
-        changes
+        let old = self.snapshot.replace_opted_out(out);
+        opted_in
+            .into_iter()
+            .filter(|name| old.contains_key(name))
+            .map(|name| Change::OptedIn(name.clone()))
+            .collect()
     }
 }
 
-fn opted_out(meta: &ObjectMeta) -> bool {
-    meta.labels
-        .as_ref()
-        .and_then(|l| l.get(INJECT_LABEL))
-        .is_some_and(|v| v.eq_ignore_ascii_case("false"))
+/// Does the Namespace carry the opt-out label? The same predicate as an object's.
+fn namespace_opted_out(meta: &ObjectMeta) -> bool {
+    target::labels_opt_out(meta.labels.as_ref())
 }
-
-/// The state shared between the watches (writers) and the reconciler (reader).
-pub type SharedWatched = Arc<arc_swap::ArcSwap<Watched>>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Resolved;
+    use crate::config::{ConfigOrigin, Resolved};
+    use crate::settings::INJECT_LABEL;
     use k8s_openapi::api::core::v1::ConfigMap;
 
     fn cm(ns: &str, rv: &str, email: &str) -> ConfigMap {
@@ -232,20 +219,20 @@ mod tests {
 
     #[test]
     fn default_and_namespace_configs_resolve_and_report_changes() {
-        let mut w = Watched::new("wi-system");
+        let mut w = WatchState::new("wi-system");
         let a = "carto-bq@my-project.iam.gserviceaccount.com";
         let b = "carto-other@my-project.iam.gserviceaccount.com";
         assert_eq!(
             w.apply_config_map(
                 "wi-system",
-                SeenConfigMap::of(&cm("wi-system", "1", a), &ExtraEnvAllowlist::none())
+                seen_config_map(&cm("wi-system", "1", a), &ExtraEnvAllowlist::none())
             ),
             Some(Change::Default)
         );
         assert_eq!(
             w.apply_config_map(
                 "team",
-                SeenConfigMap::of(&cm("team", "1", b), &ExtraEnvAllowlist::none())
+                seen_config_map(&cm("team", "1", b), &ExtraEnvAllowlist::none())
             ),
             Some(Change::ConfigMap("team".into()))
         );
@@ -253,7 +240,7 @@ mod tests {
         assert_eq!(
             w.apply_config_map(
                 "team",
-                SeenConfigMap::of(&cm("team", "2", b), &ExtraEnvAllowlist::none())
+                seen_config_map(&cm("team", "2", b), &ExtraEnvAllowlist::none())
             ),
             None
         );
@@ -270,24 +257,24 @@ mod tests {
 
     #[test]
     fn relist_reports_what_changed_while_disconnected() {
-        let mut w = Watched::new("wi-system");
+        let mut w = WatchState::new("wi-system");
         let a = "carto-bq@my-project.iam.gserviceaccount.com";
         w.apply_config_map(
             "gone",
-            SeenConfigMap::of(&cm("gone", "1", a), &ExtraEnvAllowlist::none()),
+            seen_config_map(&cm("gone", "1", a), &ExtraEnvAllowlist::none()),
         );
         w.apply_config_map(
             "kept",
-            SeenConfigMap::of(&cm("kept", "1", a), &ExtraEnvAllowlist::none()),
+            seen_config_map(&cm("kept", "1", a), &ExtraEnvAllowlist::none()),
         );
         let listed: BTreeMap<_, _> = [
             (
                 "kept".to_owned(),
-                SeenConfigMap::of(&cm("kept", "5", a), &ExtraEnvAllowlist::none()),
+                seen_config_map(&cm("kept", "5", a), &ExtraEnvAllowlist::none()),
             ),
             (
                 "new".to_owned(),
-                SeenConfigMap::of(&cm("new", "1", a), &ExtraEnvAllowlist::none()),
+                seen_config_map(&cm("new", "1", a), &ExtraEnvAllowlist::none()),
             ),
         ]
         .into();
@@ -304,18 +291,18 @@ mod tests {
 
     #[test]
     fn invalid_configmap_is_kept_as_broken() {
-        let mut w = Watched::new("wi-system");
+        let mut w = WatchState::new("wi-system");
         w.apply_config_map(
             "team",
-            SeenConfigMap::of(&cm("team", "1", "not-an-email"), &ExtraEnvAllowlist::none()),
+            seen_config_map(&cm("team", "1", "not-an-email"), &ExtraEnvAllowlist::none()),
         );
         assert!(matches!(w.snapshot().resolve("team"), Resolved::Broken(..)));
-        assert_eq!(w.config_map_counts(), (0, 1));
+        assert_eq!(w.snapshot().config_map_counts(), (0, 1));
     }
 
     #[test]
     fn opting_back_in_is_a_change() {
-        let mut w = Watched::new("wi-system");
+        let mut w = WatchState::new("wi-system");
         assert_eq!(w.apply_namespace(&ns("team", true)), None);
         assert!(w.snapshot().is_opted_out("team"));
         assert_eq!(
@@ -327,6 +314,54 @@ mod tests {
         assert_eq!(
             w.replace_namespaces(vec![ns("other", false)]),
             vec![Change::OptedIn("other".into())]
+        );
+    }
+
+    #[test]
+    fn typed_data_reads_as_the_shape_checks_do() {
+        let allowed = ExtraEnvAllowlist::none();
+        let mut with_binary = cm("team", "1", "carto-bq@my-project.iam.gserviceaccount.com");
+        with_binary.binary_data = Some([("blob".to_owned(), Default::default())].into());
+        let mut empty = cm("team", "1", "x");
+        empty.data = None;
+        let broken = cm("team", "1", "not-an-email");
+        for c in [
+            with_binary,
+            empty,
+            broken,
+            cm("team", "1", "a@b.iam.gserviceaccount.com"),
+        ] {
+            let expected = ConfigEntry::from_result(shape_of(&c).config(&allowed));
+            assert_eq!(seen_config_map(&c, &allowed).entry, expected);
+        }
+    }
+
+    #[test]
+    fn counts_follow_each_edit_and_published_snapshots_stay_as_they_were() {
+        let none = ExtraEnvAllowlist::none();
+        let good = "carto-bq@my-project.iam.gserviceaccount.com";
+        let mut w = WatchState::new("wi-system");
+        w.apply_config_map(
+            "wi-system",
+            seen_config_map(&cm("wi-system", "1", "bad"), &none),
+        );
+        w.apply_config_map("a", seen_config_map(&cm("a", "1", good), &none));
+        let published = w.snapshot().clone();
+        w.apply_config_map("a", seen_config_map(&cm("a", "2", "bad"), &none));
+        w.apply_config_map("b", seen_config_map(&cm("b", "1", good), &none));
+        assert_eq!(w.snapshot().config_map_counts(), (1, 2));
+        assert_eq!(published.config_map_counts(), (1, 1));
+        assert_eq!(published.seen_namespace("a").unwrap().resource_version, "1");
+        assert!(published.seen_namespace("b").is_none());
+        w.delete_config_map("wi-system");
+        assert_eq!(w.snapshot().config_map_counts(), (1, 1));
+        let listed = [("b".to_owned(), seen_config_map(&cm("b", "3", "bad"), &none))];
+        w.replace_config_maps(listed.into());
+        assert_eq!(w.snapshot().config_map_counts(), (0, 1));
+        let (seen, origin) = w.snapshot().resolve_seen("b").unwrap();
+        assert_eq!(
+            (seen.uid.as_str(), origin),
+            ("uid-b", ConfigOrigin::Namespace)
         );
     }
 }

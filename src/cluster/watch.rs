@@ -1,7 +1,8 @@
 //! The config watch, run by every replica: ConfigMaps named `--config-map` in all namespaces (a
 //! field selector on the name, so only those are listed and kept) and Namespaces (metadata only,
-//! for the opt-out label). Each change publishes a whole new snapshot; admission reads only that.
-//! A watch error keeps the last synced state in force and reconnects with backoff.
+//! for the opt-out label). Each change edits one entry of the snapshot and publishes it;
+//! admission reads only that. A watch error keeps the last synced state in force and reconnects
+//! with backoff.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -16,17 +17,15 @@ use tracing::Instrument;
 
 use super::metrics::{ClusterMetrics, WatchName};
 use super::queue::{Work, WorkQueue};
-use super::state::{Change, SeenConfigMap, Watched};
-use crate::config::{ConfigEntry, ConfigSnapshot, ExtraEnvAllowlist};
+use super::state::{Change, WatchState, seen_config_map};
+use crate::config::{ConfigEntry, ConfigSnapshot, ExtraEnvAllowlist, SeenConfigMap};
 
 /// ConfigMaps per page of the watch's (re)list: at most ~10 MiB of data held at once.
 const CONFIG_MAP_PAGE: u32 = 10;
 
 /// Where the watches publish what they see.
 pub struct Publisher {
-    watched: Mutex<Watched>,
-    /// The reconciler's view of the same state.
-    pub view: super::state::SharedWatched,
+    state: Mutex<WatchState>,
     publish: Box<dyn Fn(ConfigSnapshot) + Send + Sync>,
     queue: Arc<WorkQueue>,
     metrics: ClusterMetrics,
@@ -40,24 +39,22 @@ impl Publisher {
         queue: Arc<WorkQueue>,
         metrics: ClusterMetrics,
     ) -> Self {
-        let watched = Watched::new(own_namespace);
         Self {
-            view: Arc::new(arc_swap::ArcSwap::from_pointee(watched.clone())),
-            watched: Mutex::new(watched),
+            state: Mutex::new(WatchState::new(own_namespace)),
             publish: Box::new(publish),
             queue,
             metrics,
         }
     }
 
-    /// Change the state under the lock, publish the result, queue what changed.
-    fn update(&self, f: impl FnOnce(&mut Watched) -> Vec<Change>) {
-        let mut w = self.watched.lock().unwrap_or_else(|e| e.into_inner());
-        let changes = f(&mut w);
-        let (valid, invalid) = w.config_map_counts();
-        (self.publish)(w.snapshot());
-        self.view.store(Arc::new(w.clone()));
-        drop(w);
+    /// Change the state under the lock, publish the result, queue what changed. Publishing
+    /// clones the snapshot, which shares its maps: O(1), whatever the number of ConfigMaps.
+    pub fn update(&self, f: impl FnOnce(&mut WatchState) -> Vec<Change>) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let changes = f(&mut state);
+        let (valid, invalid) = state.snapshot().config_map_counts();
+        (self.publish)(state.snapshot().clone());
+        drop(state);
         self.metrics.config_maps(valid, invalid);
         for c in changes {
             self.queue.add(match c {
@@ -93,7 +90,7 @@ pub async fn watch_config_maps(
             Event::Init => listed.clear(),
             Event::InitApply(cm) => {
                 if let Some(ns) = cm.metadata.namespace.clone() {
-                    let seen = SeenConfigMap::of(&cm, &allowed);
+                    let seen = seen_config_map(&cm, &allowed);
                     report(&ns, &cm, &seen);
                     listed.insert(ns, seen);
                 }
@@ -104,7 +101,7 @@ pub async fn watch_config_maps(
             }
             Event::Apply(cm) => {
                 if let Some(ns) = cm.metadata.namespace.clone() {
-                    let seen = SeenConfigMap::of(&cm, &allowed);
+                    let seen = seen_config_map(&cm, &allowed);
                     report(&ns, &cm, &seen);
                     publisher.update(|w| w.apply_config_map(&ns, seen).into_iter().collect());
                 }

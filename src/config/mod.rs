@@ -15,6 +15,7 @@ mod model;
 mod problem;
 mod quote;
 pub mod rules;
+pub mod shared_map;
 mod snapshot;
 mod source;
 pub mod store;
@@ -27,6 +28,7 @@ pub use load::{
 pub use metrics::ConfigMetrics;
 pub use model::{WorkloadIdentityConfig, fingerprint, suggest};
 pub use problem::{ConfigProblem, ConfigWarning, Rule};
-pub use snapshot::{ConfigEntry, ConfigOrigin, ConfigSnapshot, Resolved};
+pub use shared_map::SharedMap;
+pub use snapshot::{ConfigEntry, ConfigOrigin, ConfigSnapshot, Resolved, SeenConfigMap};
 pub use source::{ConfigMapShape, DataShape, config_from_object, config_map_data, parse_env_file};
 pub use store::ConfigStore;

@@ -10,11 +10,12 @@ use serde_json::Value;
 
 use super::super::events::{INJECTED, PATCH_REFUSED};
 use super::super::metrics::TargetState;
-use super::super::{Error, Result, decide};
+use super::super::{Error, Result};
 use super::context::{Context, Counts};
-use super::report::{injected_note, refused_note, resolved_config_map};
-use crate::admission::Kind;
-use crate::config::{ConfigSnapshot, Resolved};
+use super::report::{NamespaceConfig, injected_note, refused_note, resolved_config_map};
+use crate::admission::view::Object;
+use crate::admission::{Kind, mutate_with_config, target};
+use crate::config::Resolved;
 
 /// Attempts at one object when it keeps changing under the reconciler.
 const ATTEMPTS: usize = 3;
@@ -51,7 +52,7 @@ pub(super) async fn reconcile_object(
     api: &Api<DynamicObject>,
     obj: DynamicObject,
     ns: &str,
-    snapshot: &ConfigSnapshot,
+    config: NamespaceConfig<'_>,
     ctx: &Context,
     counts: &mut Counts,
 ) -> Result<Outcome> {
@@ -63,7 +64,7 @@ pub(super) async fn reconcile_object(
             None => reread(kind, api, &name, ns, ctx).await?,
         };
         let target = Target::of(kind, &obj);
-        let patch = match assess(kind, obj, ns, snapshot, ctx)? {
+        let patch = match assess(kind, obj, ns, config.resolved(), ctx)? {
             Assessment::NotTarget => return Ok(Outcome::NotTarget),
             Assessment::Settled(state) => {
                 counts.add(kind, state);
@@ -73,7 +74,7 @@ pub(super) async fn reconcile_object(
         };
         match patch_guarded(api, &target, patch, ctx).await {
             Ok(()) => {
-                announce_injected(&target, ns, snapshot, ctx).await?;
+                announce_injected(&target, ns, config, ctx).await?;
                 counts.add(kind, TargetState::Compliant);
                 return Ok(Outcome::Patched);
             }
@@ -82,7 +83,7 @@ pub(super) async fn reconcile_object(
                 tracing::debug!(kind = kind.as_str(), namespace = ns, name = %name, "changed since read: reading it again");
             }
             Err(kube::Error::Api(status)) if is_refused(&status) => {
-                report_refused(&target, &status, ns, snapshot, ctx).await?;
+                report_refused(&target, &status, ns, config, ctx).await?;
                 counts.add(kind, TargetState::Drifted);
                 return Ok(Outcome::Refused);
             }
@@ -119,28 +120,29 @@ impl Target {
     }
 }
 
-/// Run the object through the core: is it a target, and what would mutation change?
+/// Run the object through the core (the same decisions as admission): is it a target, and what
+/// would mutation change under the config `resolved` for its namespace?
 fn assess(
     kind: Kind,
     mut obj: DynamicObject,
     ns: &str,
-    snapshot: &ConfigSnapshot,
+    resolved: Resolved<'_>,
     ctx: &Context,
 ) -> Result<Assessment> {
     let value = object_value(kind, &mut obj)?;
     drop(obj);
-    let view = decide::view(&value).map_err(|e| Error::Encode {
+    let view = Object::from_value(&value).map_err(|e| Error::Encode {
         kind: kind.as_str(),
         source: e,
     })?;
-    if !decide::is_target(kind, &view, &ctx.settings) {
+    if !target::is_target(kind, view.name(), &view, &ctx.settings) {
         return Ok(Assessment::NotTarget);
     }
-    Ok(match snapshot.resolve(ns) {
+    Ok(match resolved {
         Resolved::None => Assessment::Settled(TargetState::NoConfig),
         Resolved::Broken(..) => Assessment::Settled(TargetState::BrokenConfig),
         Resolved::Config(..) => {
-            match decide::mutate(kind, &view, ns, snapshot, &ctx.settings).patch {
+            match mutate_with_config(kind, &view, ns, resolved, &ctx.settings).patch {
                 Some(patch) => Assessment::Drifted(patch),
                 None => Assessment::Settled(TargetState::Compliant),
             }
@@ -175,7 +177,7 @@ async fn patch_guarded(
 async fn announce_injected(
     target: &Target,
     ns: &str,
-    snapshot: &ConfigSnapshot,
+    config: NamespaceConfig<'_>,
     ctx: &Context,
 ) -> Result<()> {
     let kind = target.kind;
@@ -186,7 +188,7 @@ async fn announce_injected(
         name = target.name(),
         "patched to the resolved config"
     );
-    let note = injected_note(kind, ns, snapshot);
+    let note = injected_note(kind, config);
     ctx.throttle().await;
     ctx.events
         .post(&target.reference, EventType::Normal, INJECTED, note)
@@ -202,7 +204,7 @@ async fn report_refused(
     target: &Target,
     status: &kube::core::Status,
     ns: &str,
-    snapshot: &ConfigSnapshot,
+    config: NamespaceConfig<'_>,
     ctx: &Context,
 ) -> Result<()> {
     let kind = target.kind;
@@ -215,8 +217,8 @@ async fn report_refused(
         error = %status.message,
         "the API server refused the patch: left as it is until the next config change or resync"
     );
-    let note = refused_note(status, ns, snapshot);
-    let config_map = resolved_config_map(ns, snapshot, ctx);
+    let note = refused_note(status, config);
+    let config_map = resolved_config_map(config, ctx);
     ctx.throttle().await;
     ctx.events
         .post_once_related(

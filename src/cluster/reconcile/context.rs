@@ -9,7 +9,6 @@ use kube::api::{Api, ApiResource, DynamicObject};
 
 use super::super::events::Events;
 use super::super::metrics::{ClusterMetrics, TargetState};
-use super::super::state::SharedWatched;
 use crate::admission::Kind;
 use crate::config::ConfigSnapshot;
 use crate::settings::Settings;
@@ -24,10 +23,10 @@ pub struct Context {
     pub metrics: ClusterMetrics,
     /// Policy settings (the same as admission's).
     pub settings: Settings,
-    /// The snapshot in force (the one admission reads).
+    /// The snapshot in force (the one admission reads, ConfigMap versions included).
     pub snapshot: Box<dyn Fn() -> Arc<ConfigSnapshot> + Send + Sync>,
-    /// What the watches saw (ConfigMap metadata for Events).
-    pub watched: SharedWatched,
+    /// The webhook's namespace (where the default ConfigMap is).
+    pub own_namespace: String,
     /// Namespaces never visited (`--exclude-namespaces`, kube-system, the webhook's own).
     excluded: BTreeSet<String>,
     limiter: tokio::sync::Mutex<tokio::time::Interval>,
@@ -57,7 +56,7 @@ impl Context {
         metrics: ClusterMetrics,
         settings: Settings,
         snapshot: impl Fn() -> Arc<ConfigSnapshot> + Send + Sync + 'static,
-        watched: SharedWatched,
+        own_namespace: String,
         qps: u32,
     ) -> Self {
         let mut interval = tokio::time::interval(Duration::from_secs(1) / qps.max(1));
@@ -68,7 +67,7 @@ impl Context {
             metrics,
             settings,
             snapshot: Box::new(snapshot),
-            watched,
+            own_namespace,
             excluded: BTreeSet::new(),
             limiter: tokio::sync::Mutex::new(interval),
             counts: Mutex::new(BTreeMap::new()),

@@ -18,7 +18,7 @@ use super::queue::{Work, WorkQueue};
 use super::{Error, Result};
 use crate::admission::Kind;
 use crate::backoff::Backoff;
-use crate::config::{ConfigSnapshot, Resolved};
+use crate::config::Resolved;
 
 mod apply;
 mod context;
@@ -27,7 +27,7 @@ mod report;
 use apply::{Outcome, object_ref, reconcile_object};
 pub use context::Context;
 use context::Counts;
-use report::{post_binding_required, report_invalid_config};
+use report::{NamespaceConfig, post_binding_required, report_invalid_config};
 
 /// Objects per page when listing Deployments and ServiceAccounts. A page is read whole (its JSON
 /// text, then the objects parsed from it), so the reconciler's memory peaks at about twice the
@@ -104,12 +104,7 @@ async fn reconcile(work: &Work, ctx: &Context, queue: &WorkQueue) -> Result<()> 
 /// the cluster), and with `with_own_config` every namespace with its own ConfigMap; without it,
 /// only those that use the default.
 async fn fan_out(ctx: &Context, queue: &WorkQueue, with_own_config: bool) -> Result<()> {
-    let watched = ctx.watched.load();
-    let own: HashSet<String> = watched
-        .config_map_namespaces()
-        .filter(|ns| *ns != watched.own_namespace())
-        .map(str::to_owned)
-        .collect();
+    let own: HashSet<String> = (ctx.snapshot)().namespaces().map(str::to_owned).collect();
     let api: Api<ServiceAccount> = Api::all(ctx.client.clone());
     let mut lp = ListParams::default()
         .fields(&format!("metadata.name={}", ctx.settings.service_account))
@@ -167,15 +162,16 @@ async fn reconcile_namespace(ns: &str, ctx: &Context) -> Result<()> {
         ctx.store_counts(ns, None);
         return Ok(());
     }
-    let resolved = snapshot.resolve(ns);
-    if let Resolved::Broken(problems, origin) = resolved {
-        report_invalid_config(ns, origin, problems.len(), ctx).await?;
+    // Resolved once: every object of the namespace is brought to this config.
+    let config = NamespaceConfig::of(ns, &snapshot);
+    if let Resolved::Broken(problems, _) = config.resolved() {
+        report_invalid_config(config, problems.len(), ctx).await?;
     }
     let mut counts = Counts::default();
     // One object that cannot be patched does not hold the others back: the first error is
     // returned once the namespace has been gone through (and the namespace retried).
     let mut first_error = None;
-    if let Err(e) = reconcile_service_account(ns, &snapshot, ctx, &mut counts).await {
+    if let Err(e) = reconcile_service_account(ns, config, ctx, &mut counts).await {
         counts.add(Kind::ServiceAccount, TargetState::Drifted);
         first_error = Some(e);
     }
@@ -189,7 +185,7 @@ async fn reconcile_namespace(ns: &str, ctx: &Context) -> Result<()> {
         })?;
         for d in page.items {
             let result =
-                reconcile_object(Kind::Deployment, &api, d, ns, &snapshot, ctx, &mut counts).await;
+                reconcile_object(Kind::Deployment, &api, d, ns, config, ctx, &mut counts).await;
             if let Err(e) = result {
                 counts.add(Kind::Deployment, TargetState::Drifted);
                 first_error.get_or_insert(e);
@@ -207,7 +203,7 @@ async fn reconcile_namespace(ns: &str, ctx: &Context) -> Result<()> {
 
 async fn reconcile_service_account(
     ns: &str,
-    snapshot: &ConfigSnapshot,
+    config: NamespaceConfig<'_>,
     ctx: &Context,
     counts: &mut Counts,
 ) -> Result<()> {
@@ -223,15 +219,14 @@ async fn reconcile_service_account(
         })?;
     let Some(sa) = sa else { return Ok(()) };
     let reference = object_ref(Kind::ServiceAccount, &sa);
-    let outcome =
-        reconcile_object(Kind::ServiceAccount, &api, sa, ns, snapshot, ctx, counts).await?;
-    if let Resolved::Config(config, _) = snapshot.resolve(ns)
+    let outcome = reconcile_object(Kind::ServiceAccount, &api, sa, ns, config, ctx, counts).await?;
+    if let Resolved::Config(resolved, _) = config.resolved()
         && matches!(
             outcome,
             Outcome::Settled(TargetState::Compliant) | Outcome::Patched
         )
     {
-        post_binding_required(&reference, ns, config, ctx).await?;
+        post_binding_required(&reference, ns, resolved, ctx).await?;
     }
     Ok(())
 }

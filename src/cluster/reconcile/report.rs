@@ -8,10 +8,33 @@ use super::super::events::{BINDING_REQUIRED, INVALID_CONFIG};
 use super::super::{Error, Result};
 use super::context::Context;
 use crate::admission::Kind;
-use crate::config::{ConfigOrigin, ConfigSnapshot, Resolved, WorkloadIdentityConfig};
+use crate::config::{
+    ConfigEntry, ConfigOrigin, ConfigSnapshot, Resolved, SeenConfigMap, WorkloadIdentityConfig,
+};
 
-pub(super) fn injected_note(kind: Kind, ns: &str, snapshot: &ConfigSnapshot) -> String {
-    let (hash, from) = match snapshot.resolve(ns) {
+/// The config of one namespace, resolved once per reconcile and passed down: what applies, and
+/// the ConfigMap (as last seen) it comes from, which Events refer to.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct NamespaceConfig<'s> {
+    namespace: &'s str,
+    source: Option<(&'s SeenConfigMap, ConfigOrigin)>,
+}
+
+impl<'s> NamespaceConfig<'s> {
+    pub(super) fn of(namespace: &'s str, snapshot: &'s ConfigSnapshot) -> Self {
+        Self {
+            namespace,
+            source: snapshot.resolve_seen(namespace),
+        }
+    }
+
+    pub(super) fn resolved(&self) -> Resolved<'s> {
+        Resolved::of(self.source)
+    }
+}
+
+pub(super) fn injected_note(kind: Kind, config: NamespaceConfig<'_>) -> String {
+    let (hash, from) = match config.resolved() {
         Resolved::Config(c, ConfigOrigin::Namespace) => {
             (c.hash.clone(), "the namespace's ConfigMap")
         }
@@ -29,12 +52,8 @@ pub(super) fn injected_note(kind: Kind, ns: &str, snapshot: &ConfigSnapshot) -> 
 }
 
 /// Why a patch was refused, for its Warning Event (at most 1 kB).
-pub(super) fn refused_note(
-    status: &kube::core::Status,
-    ns: &str,
-    snapshot: &ConfigSnapshot,
-) -> String {
-    let hash = match snapshot.resolve(ns) {
+pub(super) fn refused_note(status: &kube::core::Status, config: NamespaceConfig<'_>) -> String {
+    let hash = match config.resolved() {
         Resolved::Config(c, _) => c.hash.clone(),
         _ => String::new(),
     };
@@ -67,31 +86,24 @@ pub(super) async fn post_binding_required(
         })
 }
 
-/// The ConfigMap (at the version last seen) whose config resolves for `ns`.
+/// The ConfigMap (at the version last seen) whose config resolves for the namespace.
 pub(super) fn resolved_config_map(
-    ns: &str,
-    snapshot: &ConfigSnapshot,
+    config: NamespaceConfig<'_>,
     ctx: &Context,
 ) -> Option<ObjectReference> {
-    let origin = match snapshot.resolve(ns) {
-        Resolved::Config(_, origin) | Resolved::Broken(_, origin) => origin,
-        Resolved::None => return None,
-    };
-    config_map_ref(ns, origin, ctx).map(|(reference, _)| reference)
+    config_map_ref(config, ctx).map(|(reference, _)| reference)
 }
 
-/// The ConfigMap of `origin` for `ns` as last seen: a reference to it, and its entry.
-fn config_map_ref(
-    ns: &str,
-    origin: ConfigOrigin,
+/// The ConfigMap that resolves for the namespace as last seen: a reference to it, and its entry.
+fn config_map_ref<'s>(
+    config: NamespaceConfig<'s>,
     ctx: &Context,
-) -> Option<(ObjectReference, crate::config::ConfigEntry)> {
-    let watched = ctx.watched.load();
+) -> Option<(ObjectReference, &'s ConfigEntry)> {
+    let (seen, origin) = config.source?;
     let cm_ns = match origin {
-        ConfigOrigin::Namespace => ns,
-        ConfigOrigin::Default => watched.own_namespace(),
+        ConfigOrigin::Namespace => config.namespace,
+        ConfigOrigin::Default => &ctx.own_namespace,
     };
-    let seen = watched.config_map(cm_ns)?;
     let reference = ObjectReference {
         api_version: Some("v1".into()),
         kind: Some("ConfigMap".into()),
@@ -101,19 +113,16 @@ fn config_map_ref(
         resource_version: Some(seen.resource_version.clone()),
         ..ObjectReference::default()
     };
-    Some((reference, seen.entry.clone()))
+    Some((reference, &seen.entry))
 }
 
-/// A Warning Event on the invalid ConfigMap that applies to `ns` (once per version of it).
+/// A Warning Event on the invalid ConfigMap that applies to the namespace (once per version).
 pub(super) async fn report_invalid_config(
-    ns: &str,
-    origin: ConfigOrigin,
+    config: NamespaceConfig<'_>,
     problems: usize,
     ctx: &Context,
 ) -> Result<()> {
-    let Some((reference, crate::config::ConfigEntry::Invalid(list))) =
-        config_map_ref(ns, origin, ctx)
-    else {
+    let Some((reference, ConfigEntry::Invalid(list))) = config_map_ref(config, ctx) else {
         return Ok(());
     };
     let text: Vec<String> = list.iter().map(ToString::to_string).collect();
