@@ -10,7 +10,9 @@
 //! - [`pki`]: certificates: a small CA, the `certs` command, file and ephemeral sources, the
 //!   rotating resolver they feed, and self-managed certificates kept in a Secret.
 //! - [`app`]: the `serve` process: startup order, shutdown, standalone and cluster mode.
-//! - [`cluster`]: cluster mode: the config watches, the elected reconciler, Events.
+//! - [`cluster`]: cluster mode: the config watches, the elected reconciler, Events; reading the
+//!   cluster for `plan` and `status`.
+//! - [`plan`]: `plan` and `status` computed without I/O from the live state, by the same core.
 //! - [`settings`]: the policy settings and their flags; [`readiness`], [`shutdown`],
 //!   [`metrics`], [`logging`]: process-wide plumbing every component shares.
 //! - [`cli`]: the command line (only `main` uses it).
@@ -30,6 +32,7 @@ pub mod logging;
 pub mod metrics;
 pub mod offline;
 pub mod pki;
+pub mod plan;
 pub mod readiness;
 pub mod server;
 pub mod settings;
