@@ -17,6 +17,7 @@ pub mod args;
 pub mod client;
 mod decide;
 pub mod events;
+pub mod inspect;
 pub mod leader;
 pub mod metrics;
 pub mod queue;
