@@ -49,12 +49,15 @@ pub enum Command {
     Review(ReviewArgs),
     /// Write a CA and a serving certificate for the webhook Service; print the caBundle.
     Certs(crate::pki::CertsArgs),
-    /// Preview what applying (or deleting) a ConfigMap would change in the live cluster
-    /// (read-only). Exit 0: nothing; 2: changes; 1: invalid or error.
+    /// Preview what applying (or deleting) a ConfigMap would change in the cluster.
+    ///
+    /// Read-only. Exit 0: nothing would change; 2: changes; 1: the ConfigMap is invalid, or an
+    /// error.
     Plan(Box<crate::cluster::inspect::PlanArgs>),
-    /// Where every namespace stands: config source, compliant and drifted targets, IAM bindings,
-    /// the last reconcile Event (read-only). Exit 1 when a target drifted or its config is
-    /// invalid.
+    /// Where every namespace stands: config source, compliant and drifted targets.
+    ///
+    /// Also the IAM binding each needs and the reconciler's last Event. Read-only. Exit 1 when a
+    /// target lacks its values or drifted, or its config is invalid.
     Status(Box<crate::cluster::inspect::StatusArgs>),
     /// Print the version.
     Version,
