@@ -706,10 +706,35 @@ fn version() {
 fn help_works_for_every_subcommand() {
     let o = run(&["--help"], None);
     assert_eq!(o.code, 0);
-    for sub in ["serve", "check", "review", "certs", "version"] {
+    for sub in [
+        "serve", "check", "review", "certs", "plan", "status", "version",
+    ] {
         assert!(o.stdout.contains(sub), "{sub} missing from:\n{}", o.stdout);
     }
-    let expect: [(&str, &[&str]); 5] = [
+    let expect: [(&str, &[&str]); 7] = [
+        (
+            "plan",
+            &[
+                "--filename",
+                "--delete",
+                "--kubeconfig",
+                "--webhook-namespace",
+                "--all-namespaces",
+                "--output",
+                "--extra-env",
+                "--object-opt-out",
+                "--exclude-namespaces",
+            ],
+        ),
+        (
+            "status",
+            &[
+                "--kubeconfig",
+                "--namespace",
+                "--all-namespaces",
+                "--output",
+            ],
+        ),
         (
             "check",
             &[

@@ -26,11 +26,33 @@ pub enum Error {
         /// The API error.
         source: Box<kube::Error>,
     },
-    /// Listing one kind cluster-wide.
-    #[error("cannot list {what}: {source}")]
-    List {
-        /// The kind listed.
-        what: &'static str,
+    /// Listing the configuration ConfigMaps cluster-wide.
+    #[error("cannot list the configuration ConfigMaps: {source}")]
+    ListConfigMaps {
+        /// The API error.
+        source: Box<kube::Error>,
+    },
+    /// Listing Namespaces cluster-wide.
+    #[error("cannot list Namespaces: {source}")]
+    ListNamespaces {
+        /// The API error.
+        source: Box<kube::Error>,
+    },
+    /// Listing the target ServiceAccounts cluster-wide.
+    #[error("cannot list the target ServiceAccounts: {source}")]
+    ListServiceAccounts {
+        /// The API error.
+        source: Box<kube::Error>,
+    },
+    /// Listing Deployments cluster-wide.
+    #[error("cannot list Deployments: {source}")]
+    ListDeployments {
+        /// The API error.
+        source: Box<kube::Error>,
+    },
+    /// Listing the reconciler's Events cluster-wide.
+    #[error("cannot list the reconciler's Events: {source}")]
+    ListEvents {
         /// The API error.
         source: Box<kube::Error>,
     },

@@ -117,8 +117,7 @@ impl Reader {
             live.config_maps.insert(ns, entry);
         })
         .await
-        .map_err(|e| Error::List {
-            what: "ConfigMaps",
+        .map_err(|e| Error::ListConfigMaps {
             source: Box::new(e),
         })
     }
@@ -130,8 +129,7 @@ impl Reader {
             }
         })
         .await
-        .map_err(|e| Error::List {
-            what: "Namespaces",
+        .map_err(|e| Error::ListNamespaces {
             source: Box::new(e),
         })
     }
@@ -149,8 +147,7 @@ impl Reader {
             );
         })
         .await
-        .map_err(|e| Error::List {
-            what: "ServiceAccounts",
+        .map_err(|e| Error::ListServiceAccounts {
             source: Box::new(e),
         })
     }
@@ -162,8 +159,7 @@ impl Reader {
             keep_target(live, Kind::Deployment, serde_json::to_value(&d), settings);
         })
         .await
-        .map_err(|e| Error::List {
-            what: "Deployments",
+        .map_err(|e| Error::ListDeployments {
             source: Box::new(e),
         })
     }
@@ -195,8 +191,7 @@ impl Reader {
             }
         })
         .await
-        .map_err(|e| Error::List {
-            what: "Events",
+        .map_err(|e| Error::ListEvents {
             source: Box::new(e),
         })
     }
