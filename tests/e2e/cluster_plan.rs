@@ -136,22 +136,24 @@ fn config_map(names: &Names, values: &WiValues) -> Value {
 pub fn cluster_plan_preview_is_what_the_reconciler_does(cp: &ControlPlane) {
     let (install, _hook) = ClusterWebhook::up(cp, "cplan");
     let names = &install.names;
-    let [a, b, own, out] = ["a", "b", "own", "out"].map(|s| names.ns(s));
+    let [a, b, bad, own, out] = ["a", "b", "bad", "own", "out"].map(|s| names.ns(s));
     for ns in [&a, &b, &own] {
         selected_namespace(cp, names, ns, &[]);
     }
     selected_namespace(cp, names, &out, &[OPT_OUT]);
-    for ns in [&a, &b, &own, &out] {
+    // The webhooks do not see `bad` (an invalid ConfigMap can be stored there); the reconciler does.
+    unselected_namespace(cp, &bad);
+    let all = [&a, &b, &bad, &own, &out];
+    for ns in all {
         install_fixtures(cp, names, ns);
     }
-    let all = [&a, &b, &own, &out];
     let set = |ns: &str, values: &WiValues| {
         let o = apply(cp, ns, &values.config_map(names), &[]);
         assert!(o.status.success(), "ConfigMap in {ns}: {}", text(&o));
     };
     set(&own, &TEAM);
     set(&names.system(), &ACME);
-    for (ns, v) in [(&a, &ACME), (&b, &ACME), (&own, &TEAM)] {
+    for (ns, v) in [(&a, &ACME), (&b, &ACME), (&bad, &ACME), (&own, &TEAM)] {
         wait_converged(cp, names, ns, v);
     }
     assert_eq!(status_code(cp, names, &a), 0, "converged: status is green");
@@ -166,20 +168,19 @@ pub fn cluster_plan_preview_is_what_the_reconciler_does(cp: &ControlPlane) {
         false,
     );
     assert_eq!(code, 2, "{p}");
+    let on_default = |ns: &String| (ns.clone(), "default".into(), "default".into());
     assert_eq!(
         sources(&p),
-        [
-            (a.clone(), "default".into(), "default".into()),
-            (b.clone(), "default".into(), "default".into())
-        ]
+        [on_default(&a), on_default(&b), on_default(&bad)]
     );
     let binding = ACME_V2.gcloud(&a, &names.backend());
     assert_eq!(p["namespaces"][0]["iamBindings"], json!([binding]));
     set(&names.system(), &ACME_V2);
     wait_converged(cp, names, &a, &ACME_V2);
     wait_converged(cp, names, &b, &ACME_V2);
+    wait_converged(cp, names, &bad, &ACME_V2);
     assert_eq!(planned(&p), real_changes(&before, &objects(cp, &all)));
-    assert_eq!(planned(&p).len(), 8, "2 ServiceAccounts and 6 Deployments");
+    assert_eq!(planned(&p).len(), 12, "3 ServiceAccounts and 9 Deployments");
 
     // 2. An override added in b.
     let before = objects(cp, &all);
@@ -218,6 +219,27 @@ pub fn cluster_plan_preview_is_what_the_reconciler_does(cp: &ControlPlane) {
         [(a.clone(), "default".into(), "invalid".into())]
     );
     assert!(planned(&p).is_empty());
+    // Stored where the webhooks do not look: reported by the reconciler, nothing written, and
+    // `status` fails for that namespace only.
+    let before = objects(cp, &all);
+    let (code, p) = plan(cp, &install, &bad, &invalid, false);
+    assert_eq!(code, 1, "{p}");
+    assert_eq!(
+        sources(&p),
+        [(bad.clone(), "default".into(), "invalid".into())]
+    );
+    let mut stored = invalid.clone();
+    stored["metadata"]["namespace"] = json!(bad);
+    let o = apply(cp, &bad, &stored.to_string(), &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    wait_event(cp, &bad, "InvalidConfig", "ConfigMap", &names.config());
+    assert_eq!(planned(&p), real_changes(&before, &objects(cp, &all)));
+    assert_eq!(
+        status_code(cp, names, &bad),
+        1,
+        "an invalid config fails status"
+    );
+    assert_eq!(status_code(cp, names, &b), 0);
 
     // 5. a opts out, then the default is edited: a is left alone, b changes.
     let label = format!("{}={}", OPT_OUT.0, OPT_OUT.1);
@@ -232,10 +254,7 @@ pub fn cluster_plan_preview_is_what_the_reconciler_does(cp: &ControlPlane) {
         false,
     );
     assert_eq!(code, 2, "{p}");
-    assert_eq!(
-        sources(&p),
-        [(b.clone(), "default".into(), "default".into())]
-    );
+    assert_eq!(sources(&p), [on_default(&b)]);
     set(&names.system(), &ACME);
     wait_converged(cp, names, &b, &ACME);
     // A namespace opting out is never written: give the reconciler the time to (not) do it.
