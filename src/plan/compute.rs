@@ -142,28 +142,24 @@ fn settled(obj: &Value, outcome: &Outcome) -> Value {
 /// Preview `change` on `live`: the namespaces of `scope` it touches.
 pub fn plan(live: &LiveState, change: &Change, settings: &Settings, scope: &Scope) -> Plan {
     let (before, after) = (live.snapshot(None), live.snapshot(Some(change)));
-    let mut per_ns: BTreeMap<&str, NamespacePlan> = BTreeMap::new();
+    // None: the change does not reach the namespace (same source, same config), so none of its
+    // objects can change and they are not run through the core.
+    let mut per_ns: BTreeMap<&str, Option<NamespacePlan>> = BTreeMap::new();
     for obj in live.objects.iter().filter(|o| scope.shows(o.namespace())) {
-        let Ok(view) = Object::from_value(&obj.object) else {
+        let entry = per_ns.entry(obj.namespace()).or_insert_with(|| {
+            let n = namespace_plan(live, obj.namespace(), &before, &after, settings);
+            let reached = n.source_before != n.source_after
+                || config_changed(live, &n.namespace, &before, &after);
+            reached.then_some(n)
+        });
+        let (Some(ns), Ok(view)) = (entry, Object::from_value(&obj.object)) else {
             continue;
         };
-        let (was, will) = (
-            outcome(live, obj, &view, &before, settings),
-            outcome(live, obj, &view, &after, settings),
-        );
-        let ns = per_ns
-            .entry(obj.namespace())
-            .or_insert_with(|| namespace_plan(live, obj.namespace(), &before, &after, settings));
+        let was = outcome(live, obj, &view, &before, settings);
+        let will = outcome(live, obj, &view, &after, settings);
         record(ns, obj, &was, &will);
     }
-    let mut namespaces: Vec<NamespacePlan> = per_ns
-        .into_values()
-        .filter(|n| {
-            n.source_before != n.source_after
-                || !n.objects.is_empty()
-                || config_changed(live, &n.namespace, &before, &after)
-        })
-        .collect();
+    let mut namespaces: Vec<NamespacePlan> = per_ns.into_values().flatten().collect();
     for n in &mut namespaces {
         if n.objects.is_empty() && n.source_before == n.source_after {
             n.left_alone.clear();

@@ -214,3 +214,69 @@ impl LiveState {
         self.objects.iter().map(LiveObject::namespace).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigProblem;
+
+    fn invalid() -> ConfigEntry {
+        ConfigEntry::Invalid(std::sync::Arc::new(Vec::<ConfigProblem>::new()))
+    }
+
+    fn live() -> LiveState {
+        let mut live = LiveState {
+            webhook_namespace: "wi".into(),
+            excluded: ["legacy".to_owned()].into(),
+            opted_out: ["out".to_owned(), "legacy".to_owned()].into(),
+            ..LiveState::default()
+        };
+        live.config_maps.insert("wi".into(), invalid());
+        live.config_maps.insert("own".into(), invalid());
+        live
+    }
+
+    #[test]
+    fn excluded_comes_before_opted_out_which_comes_before_the_config() {
+        let live = live();
+        let s = live.snapshot(None);
+        let source = |ns| live.source(ns, &s);
+        assert_eq!(source("legacy"), Source::Excluded);
+        assert_eq!(
+            source("wi"),
+            Source::Excluded,
+            "the webhook's own namespace"
+        );
+        assert_eq!(source("out"), Source::OptedOut);
+        assert_eq!(source("own"), Source::Invalid);
+        assert_eq!(source("other"), Source::Invalid, "the default, invalid");
+    }
+
+    #[test]
+    fn each_change_is_made_on_a_copy() {
+        let live = live();
+        let delete = Change::Delete {
+            namespace: "wi".into(),
+        };
+        assert_eq!(
+            live.source("other", &live.snapshot(Some(&delete))),
+            Source::None
+        );
+        let opt_in = Change::OptOut {
+            namespace: "out".into(),
+            opted_out: false,
+        };
+        assert_eq!(
+            live.source("out", &live.snapshot(Some(&opt_in))),
+            Source::Invalid
+        );
+        assert_eq!(live.source("out", &live.snapshot(None)), Source::OptedOut);
+    }
+
+    #[test]
+    fn a_scope_shows_one_namespace_or_all() {
+        assert!(Scope::All.shows("x"));
+        assert!(Scope::Only("x".into()).shows("x"));
+        assert!(!Scope::Only("x".into()).shows("y"));
+    }
+}
