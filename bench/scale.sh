@@ -7,10 +7,13 @@
 # For each unrelated-object factor and each --reconcile-qps, the cluster default ConfigMap is
 # created or edited and the script measures RSS (idle and during the reconcile), time to converge,
 # the webhook's API requests (from the kube-apiserver audit log, filtered on its user) and
-# admission latency while the reconcile runs. Prints one markdown table.
+# admission latency while the reconcile runs. Prints one markdown table; then, at each factor,
+# `plan` (an edit of the default) and `status -A` as an operator runs them: wall time and API
+# requests (their own count, every request a paged cluster-wide list).
 #
 #   bench/scale.sh                                  # N=200 M=5000 FACTORS="1 10" QPS="10 100"
 #   N=50 M=1000 FACTORS=1 QPS=100 bench/scale.sh    # a quick look
+#   VIEWS_ONLY=1 WEBHOOK=target/debug/carto-wi-webhook bench/scale.sh   # plan/status rows only
 #
 # Everything runs in a temp dir (kept, with every log, when KEEP=1) and is stopped on exit.
 set -euo pipefail
@@ -35,9 +38,12 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", a - b}'; }
 
 echo "== control plane (tests/controlplane/build.sh)" >&2
 BIN=$(CONTROLPLANE_SKIP_HELM=1 bash tests/controlplane/build.sh | tail -1)
-echo "== release build" >&2
-cargo build --release --locked --quiet --bin carto-wi-webhook
-WEBHOOK="$TARGET/release/carto-wi-webhook"
+VIEWS_ONLY="${VIEWS_ONLY:-0}"   # 1: only the plan/status rows (no webhook runs)
+if [ -z "${WEBHOOK:-}" ]; then
+    echo "== release build" >&2
+    cargo build --release --locked --quiet --bin carto-wi-webhook
+    WEBHOOK="$TARGET/release/carto-wi-webhook"
+fi
 [[ "$WEBHOOK" = /* ]] || WEBHOOK="$REPO/$WEBHOOK"
 rm -rf "$OUT" && mkdir -p "$OUT"
 
@@ -276,6 +282,40 @@ measure() { # measure FACTOR QPS VARIANT
     stop_webhook
 }
 
+# `plan` of the other default variant and `status -A` as an operator (admin kubeconfig): the
+# median wall time of 3 runs and the requests each made (it prints their count on stderr).
+measure_views() { # measure_views FACTOR VARIANT
+    local factor=$1 next i t0 ms plan_ms=() status_ms=() plan_req status_req
+    [ "$2" = a ] && next=b || next=a
+    default_config "$next" > "$WORK/plan-default.yaml"
+    # The webhook's namespace found as an operator's run finds it (webhook configurations).
+    local common=(--kubeconfig="$WORK/admin.kubeconfig" -o json)
+    for i in 1 2 3; do
+        t0=$(now)
+        "$WEBHOOK" plan -f "$WORK/plan-default.yaml" "${common[@]}" > "$WORK/plan.json" 2> "$WORK/plan.err" || [ $? = 2 ]
+        plan_ms+=("$(awk -v a="$(now)" -v b="$t0" 'BEGIN {printf "%.0f", (a - b) * 1000}')")
+        t0=$(now)
+        "$WEBHOOK" status -A "${common[@]}" > "$WORK/status.json" 2> "$WORK/status.err" || [ $? = 1 ]
+        status_ms+=("$(awk -v a="$(now)" -v b="$t0" 'BEGIN {printf "%.0f", (a - b) * 1000}')")
+    done
+    plan_req=$(grep -o '[0-9]* list requests' "$WORK/plan.err" | cut -d' ' -f1)
+    status_req=$(grep -o '[0-9]* list requests' "$WORK/status.err" | cut -d' ' -f1)
+    local changed
+    changed=$(jq '[.namespaces[].objects | length] | add // 0' "$WORK/plan.json")
+    ms=$(printf '%s\n' "${plan_ms[@]}" | sort -n | sed -n 2p)
+    printf '%s\n' "$factor|$((M * factor))|$ms|$plan_req|$changed|$(printf '%s\n' "${status_ms[@]}" | sort -n | sed -n 2p)|$status_req" >> "$OUT/views.txt"
+    log "views ×$factor: plan $ms ms, $plan_req requests, $changed objects would change"
+}
+
+views_report() {
+    echo
+    echo "\`plan\` (an edit of the default) and \`status -A\` over $N CARTO namespaces ($(basename "$WEBHOOK") binary, median of 3):"
+    echo
+    echo "| unrelated objects | plan wall time | plan API requests | objects that would change | status wall time | status API requests |"
+    echo "| ---: | ---: | ---: | ---: | ---: | ---: |"
+    awk -F'|' '{printf "| %d | %d ms | %d | %d | %d ms | %d |\n", $2, $3, $4, $5, $6, $7}' "$OUT/views.txt"
+}
+
 dry_run_files() {
     awk 'BEGIN{RS="\n---\n"} /\nkind: Deployment\n/ && /\n  name: carto-workspace-api\n/ {print}' \
         tests/fixtures/carto-plain.yaml | sed -e 's/^  namespace: carto$/  namespace: carto-1/' \
@@ -304,15 +344,22 @@ report() {
 start_control_plane
 populate_carto
 dry_run_files
+if [ "$VIEWS_ONLY" = 1 ]; then # the default, stored before the (never started) webhook is called
+    k create namespace "$WH_NS" > /dev/null
+    default_config a | k apply -f - > /dev/null
+fi
 install_webhook
 done_unrelated=0
 variant=a
 for factor in $FACTORS; do
     populate_unrelated "$done_unrelated" $((M * factor))
     done_unrelated=$((M * factor))
-    for qps in $QPS; do
-        measure "$factor" "$qps" "$variant"
-        [ "$variant" = a ] && variant=b || variant=a
-    done
+    if [ "$VIEWS_ONLY" != 1 ]; then
+        for qps in $QPS; do
+            measure "$factor" "$qps" "$variant"
+            [ "$variant" = a ] && variant=b || variant=a
+        done
+    fi
+    measure_views "$factor" "$variant"
 done
-report | tee "$OUT/table.md"
+{ [ "$VIEWS_ONLY" = 1 ] || report; views_report; } | tee "$OUT/table.md"

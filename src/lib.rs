@@ -11,7 +11,9 @@
 //!   rotating resolver they feed, and the pure planner of self-managed certificates.
 //! - [`app`]: the `serve` process: startup order, shutdown, standalone and cluster mode.
 //! - [`cluster`]: everything that talks to the API server: the config watches, the elected
-//!   reconciler, Events, leader election, and the self-managed certificates kept in a Secret.
+//!   reconciler, Events, leader election, the self-managed certificates kept in a Secret, and
+//!   reading the cluster for `plan` and `status`.
+//! - [`plan`]: `plan` and `status` computed without I/O from the live state, by the same core.
 //! - [`iam`]: the Google side: is the Workload Identity binding present (IAM API, cached).
 //! - [`settings`]: the policy settings and their flags; [`readiness`], [`shutdown`],
 //!   [`metrics`], [`logging`]: process-wide plumbing every component shares.
@@ -34,6 +36,7 @@ pub mod logging;
 pub mod metrics;
 pub mod offline;
 pub mod pki;
+pub mod plan;
 pub mod readiness;
 pub mod server;
 pub mod settings;

@@ -7,9 +7,9 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::Parser;
 
 use carto_wi_webhook::cli::{CheckArgs, Cli, Command, ReviewArgs};
+use carto_wi_webhook::cluster::inspect;
 use carto_wi_webhook::config::{self, ConfigEntry, MAX_CONFIG_FILE_BYTES};
 use carto_wi_webhook::offline;
 
@@ -22,7 +22,7 @@ fn main() -> ExitCode {
         eprintln!("error: a rustls crypto provider was already installed");
         return ExitCode::from(2);
     }
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     let result = match cli.command {
         Command::Check(args) => check(&args),
         Command::Review(args) => review(&args),
@@ -30,6 +30,8 @@ fn main() -> ExitCode {
         Command::Certs(args) => {
             carto_wi_webhook::pki::command::run(&args).map(|()| ExitCode::SUCCESS)
         }
+        Command::Plan(args) => plan(&args),
+        Command::Status(args) => inspect_report(inspect::run_status(&args)),
         Command::Version => {
             println!("carto-wi-webhook {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
@@ -132,4 +134,24 @@ fn review(args: &ReviewArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn plan(args: &inspect::PlanArgs) -> Result<ExitCode> {
+    let text = read_input(&args.file, "--filename", MAX_CONFIG_FILE_BYTES)?;
+    inspect_report(inspect::run_plan(args, &text))
+}
+
+/// Print a `plan` or `status` report; an error is exit 1 (2 means "changes" for `plan`).
+fn inspect_report(report: Result<inspect::Report, inspect::Error>) -> Result<ExitCode> {
+    match report {
+        Ok(r) => {
+            std::io::stdout().write_all(r.stdout.as_bytes())?;
+            eprintln!("(read the cluster in {} list requests)", r.requests);
+            Ok(ExitCode::from(r.code))
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
 }

@@ -706,10 +706,35 @@ fn version() {
 fn help_works_for_every_subcommand() {
     let o = run(&["--help"], None);
     assert_eq!(o.code, 0);
-    for sub in ["serve", "check", "review", "certs", "version"] {
+    for sub in [
+        "serve", "check", "review", "certs", "plan", "status", "version",
+    ] {
         assert!(o.stdout.contains(sub), "{sub} missing from:\n{}", o.stdout);
     }
-    let expect: [(&str, &[&str]); 5] = [
+    let expect: [(&str, &[&str]); 7] = [
+        (
+            "plan",
+            &[
+                "--filename",
+                "--delete",
+                "--kubeconfig",
+                "--webhook-namespace",
+                "--all-namespaces",
+                "--output",
+                "--extra-env",
+                "--object-opt-out",
+                "--exclude-namespaces",
+            ],
+        ),
+        (
+            "status",
+            &[
+                "--kubeconfig",
+                "--namespace",
+                "--all-namespaces",
+                "--output",
+            ],
+        ),
         (
             "check",
             &[
@@ -856,4 +881,78 @@ fn oversized_inputs_are_refused_unread_naming_the_flag() {
         "{}",
         o.stderr
     );
+}
+
+// ---------------------------------------------------------------- plan, status, kubectl plugin
+
+/// The control plane's kubectl (built and cached by tests/controlplane/build.sh).
+fn kubectl() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("bash")
+        .arg(root.join("tests/controlplane/build.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run tests/controlplane/build.sh");
+    assert!(out.status.success(), "tests/controlplane/build.sh failed");
+    let dir = String::from_utf8(out.stdout).unwrap();
+    PathBuf::from(dir.lines().last().expect("the bin dir").trim()).join("kubectl")
+}
+
+#[test]
+fn installed_as_kubectl_carto_wi_it_answers_kubectl_carto_wi() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("kubectl-carto_wi");
+    std::os::unix::fs::symlink(BIN, &plugin).unwrap();
+    let kubectl = kubectl();
+    let through_kubectl = |args: &[&str]| {
+        let out = Command::new(&kubectl)
+            .args(args)
+            .env_clear()
+            .env("PATH", dir.path())
+            .env("HOME", dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, list, err) = through_kubectl(&["plugin", "list"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(list.contains(&plugin.display().to_string()), "{list}");
+    let (code, help, err) = through_kubectl(&["carto-wi", "status", "--help"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(help.contains("Usage: kubectl carto-wi status"), "{help}");
+    assert!(help.contains("--all-namespaces"), "{help}");
+    let direct = Command::new(&plugin).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&direct.stdout);
+    assert!(direct.status.success());
+    for sub in ["plan", "status"] {
+        assert!(
+            help.contains(&format!("  {sub} ")),
+            "{sub} missing from:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn plan_and_status_without_a_cluster_exit_1_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, "not: [a kubeconfig").unwrap();
+    let flag = format!("--kubeconfig={}", kubeconfig.display());
+    let o = run(&["status", &flag], None);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(o.stderr.starts_with("error: --kubeconfig "), "{}", o.stderr);
+    let o = run(&["plan", "-f", &path("configmap-valid.yaml"), &flag], None);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(o.stderr.starts_with("error: --kubeconfig "), "{}", o.stderr);
+    // The file is read and checked before the cluster is.
+    let no_ns = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: carto-workload-identity}\n";
+    let o = run(&["plan", "-f", "-", &flag], Some(no_ns));
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(o.stderr.contains("set metadata.namespace"), "{}", o.stderr);
+    let o = run(&["plan", "-f", "-", "-n", "a", "-A", &flag], Some(no_ns));
+    assert_eq!(o.code, 2, "-n and -A conflict: {}", o.stderr);
 }

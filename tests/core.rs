@@ -18,6 +18,8 @@ mod golden;
 mod mutation;
 #[path = "core/offline.rs"]
 mod offline;
+#[path = "core/plan.rs"]
+mod plan;
 #[path = "core/props.rs"]
 mod props;
 #[path = "core/pruned.rs"]

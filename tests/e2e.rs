@@ -21,6 +21,8 @@ mod cluster;
 mod cluster_extras;
 #[path = "e2e/cluster_mode.rs"]
 mod cluster_mode;
+#[path = "e2e/cluster_plan.rs"]
+mod cluster_plan;
 #[path = "e2e/cluster_scenarios.rs"]
 mod cluster_scenarios;
 #[path = "e2e/cluster_scope.rs"]
@@ -122,6 +124,10 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     (
         "cluster_writes_through_restarts_never_store_uninjected",
         cluster_scenarios::cluster_writes_through_restarts_never_store_uninjected,
+    ),
+    (
+        "cluster_plan_preview_is_what_the_reconciler_does",
+        cluster_plan::cluster_plan_preview_is_what_the_reconciler_does,
     ),
     (
         "cluster_excluded_namespaces_left_alone",

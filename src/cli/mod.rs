@@ -17,6 +17,27 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The program name under which kubectl runs the binary as a plugin (`kubectl carto-wi ...`).
+pub const KUBECTL_PLUGIN: &str = "kubectl-carto_wi";
+
+impl Cli {
+    /// Parse the process's arguments; installed as [`KUBECTL_PLUGIN`], the help names the
+    /// command as kubectl users type it.
+    pub fn parse_args() -> Self {
+        let mut args = std::env::args_os();
+        let program = args.next().unwrap_or_default();
+        let is_plugin = std::path::Path::new(&program)
+            .file_name()
+            .is_some_and(|n| n == KUBECTL_PLUGIN);
+        if !is_plugin {
+            return Self::parse();
+        }
+        let command = <Self as clap::CommandFactory>::command().bin_name("kubectl carto-wi");
+        let matches = command.get_matches_from(std::iter::once(program).chain(args));
+        <Self as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+}
+
 /// The subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -28,6 +49,16 @@ pub enum Command {
     Review(ReviewArgs),
     /// Write a CA and a serving certificate for the webhook Service; print the caBundle.
     Certs(crate::pki::CertsArgs),
+    /// Preview what applying (or deleting) a ConfigMap would change in the cluster.
+    ///
+    /// Read-only. Exit 0: nothing would change; 2: changes; 1: the ConfigMap is invalid, or an
+    /// error.
+    Plan(Box<crate::cluster::inspect::PlanArgs>),
+    /// Where every namespace stands: config source, compliant and drifted targets.
+    ///
+    /// Also the IAM binding each needs and the reconciler's last Event. Read-only. Exit 1 when a
+    /// target lacks its values or drifted, or its config is invalid.
+    Status(Box<crate::cluster::inspect::StatusArgs>),
     /// Print the version.
     Version,
 }

@@ -19,6 +19,7 @@ pub mod args;
 pub mod certs;
 pub mod client;
 pub mod events;
+pub mod inspect;
 pub mod leader;
 pub mod metrics;
 pub mod queue;
